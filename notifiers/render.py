@@ -1,0 +1,182 @@
+"""Render outbox rows into :class:`Message` objects with the Jinja2 templates.
+
+Each ``templates/<kind>.j2`` defines three blocks — ``title``, ``markdown`` and ``text`` —
+so one file keeps the rich and the plain rendering of a message side by side. Shared
+wording (deadline, escalation level, labels) lives in ``templates/_macros.j2``, which is
+handed to every block as ``m``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound
+
+from notifiers.base import Message
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+ELLIPSIS = "…"
+
+# The outbox template names that have a template (blocker.yaml notify + escalation + digests).
+TEMPLATE_KINDS = (
+    "assigned",
+    "acknowledge_reminder",
+    "deadline_reminder",
+    "feedback_reminder",
+    "escalated",
+    "returned",
+    "resolved",
+    "closed",
+    "verify_reminder",
+    "daily_digest",
+    "digest",
+)
+
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATE_DIR)),
+    autoescape=False,  # chat markdown and plain text, not HTML
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+
+
+class UnknownTemplate(LookupError):
+    pass
+
+
+def _template(kind: str) -> Template:
+    if kind.startswith("_") or kind not in TEMPLATE_KINDS:
+        raise UnknownTemplate(f"no template for notification kind {kind!r}")
+    try:
+        return _env.get_template(f"{kind}.j2")
+    except TemplateNotFound as exc:  # pragma: no cover - packaging error
+        raise UnknownTemplate(f"template file {kind}.j2 is missing") from exc
+
+
+def blocker_link(base_url: str, blocker_id: Any) -> str:
+    return f"{base_url.rstrip('/')}/blockers/{blocker_id}"
+
+
+def _view(context: Mapping[str, Any], base_url: str, kind: str | None = None) -> dict[str, Any]:
+    """The template's view of one blocker: the outbox context with defaults and its link."""
+    blocker_id = context.get("blocker_id")
+    return {
+        "kind": kind or context.get("kind", ""),
+        "blocker_id": blocker_id,
+        "title": context.get("title") or "",
+        "category": context.get("category") or "",
+        "state": context.get("state") or "",
+        "project_code": context.get("project_code") or "",
+        "project_name": context.get("project_name") or "",
+        "unit_name": context.get("unit_name") or "",
+        "recipient_unit": context.get("recipient_unit") or "",
+        "deadline": context.get("deadline"),
+        "working_days_left": context.get("working_days_left"),
+        "overdue": bool(context.get("overdue")),
+        "level": int(context.get("level") or 0),
+        "level_label": context.get("level_label") or "",
+        "reason": context.get("reason") or "",
+        "note": context.get("note") or "",
+        "acknowledge_by": context.get("acknowledge_by") or "",
+        "link": blocker_link(base_url, blocker_id) if blocker_id is not None else base_url,
+    }
+
+
+def _render_blocks(template: Template, variables: dict[str, Any]) -> tuple[str, str, str]:
+    out = []
+    for name in ("title", "markdown", "text"):
+        ctx = template.new_context(variables)
+        out.append("".join(template.blocks[name](ctx)).strip())
+    title, markdown, text = out
+    return " ".join(title.split()), markdown, text
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for value in values:
+        if value and value not in seen:
+            seen[value] = None
+    return tuple(seen)
+
+
+def render(
+    kind: str,
+    context: Mapping[str, Any],
+    base_url: str,
+    *,
+    mentions: Sequence[str] = (),
+    event_type: str = "",
+    delivery_id: str = "",
+) -> Message:
+    """Render one outbox row. ``digest`` and ``daily_digest`` take ``context["items"]``:
+    a list of blocker contexts, each with its own ``kind`` (the template it came from)."""
+    template = _template(kind)
+    variables: dict[str, Any] = {"m": _env.get_template("_macros.j2").module}
+    if kind in ("digest", "daily_digest"):
+        items = [_view(item, base_url) for item in context.get("items", ())]
+        variables["items"] = items
+        variables["c"] = {
+            "date": context.get("date") or "",
+            "unit_name": context.get("unit_name") or context.get("recipient_unit") or "",
+            "overdue_count": sum(1 for item in items if item["overdue"]),
+        }
+        link = f"{base_url.rstrip('/')}/blockers"
+    else:
+        view = _view(context, base_url, kind)
+        variables["c"] = view
+        link = view["link"]
+    variables["link"] = link
+    title, markdown, text = _render_blocks(template, variables)
+    return Message(
+        title=title,
+        markdown=markdown,
+        text=text,
+        mentions=_unique(mentions),
+        link=link,
+        event_type=event_type,
+        delivery_id=delivery_id,
+        payload=dict(context),
+    )
+
+
+def render_digest(
+    entries: Sequence[tuple[str, Mapping[str, Any], Sequence[str]]], base_url: str
+) -> Message:
+    """One message for several rows: (kind, context, mentions) each; mentions are merged."""
+    items = [{**context, "kind": kind} for kind, context, _ in entries]
+    mentions = [mobile for _, _, row_mentions in entries for mobile in row_mentions]
+    return render("digest", {"items": items}, base_url, mentions=mentions)
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` that is at most ``max_bytes`` in UTF-8."""
+    if max_bytes <= 0:
+        return ""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def truncate_utf8(text: str, max_bytes: int, link: str = "") -> str:
+    """Fit ``text`` in ``max_bytes`` of UTF-8: cut on a character boundary, append "…", and
+    keep the (last) line that carries ``link`` so the reader can still open the blocker."""
+    if utf8_len(text) <= max_bytes:
+        return text
+    lines = text.split("\n")
+    link_line = ""
+    if link:
+        for index in range(len(lines) - 1, -1, -1):
+            if link in lines[index]:
+                link_line = lines.pop(index)
+                break
+    body = "\n".join(lines).rstrip()
+    tail = f"{ELLIPSIS}\n{link_line}" if link_line else ELLIPSIS
+    if utf8_len(tail) > max_bytes:  # even the link does not fit: cut everything
+        return cut_utf8(text, max_bytes - utf8_len(ELLIPSIS)) + ELLIPSIS
+    return cut_utf8(body, max_bytes - utf8_len(tail)).rstrip() + tail

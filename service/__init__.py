@@ -1,0 +1,1 @@
+"""duban service: app factory, settings, database, auth and the REST API."""

@@ -1,0 +1,1 @@
+"""REST routers, one per resource (the contract is ../shared/spec/api.md)."""

@@ -1,0 +1,169 @@
+"""The simulation clock (DUBAN_CLOCK=manual only) and the working-day calendar."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
+
+from service.api.common import ERROR_RESPONSES, Strict, local_iso
+from service.auth import require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.models import CalendarYear, ClockState
+from service.problems import Problem
+from workflows.rescheduling import move_deadlines
+from workflows.sweep import advance_clock
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    match = DURATION.match(text)
+    if not match or text in ("P", "PT") or text.endswith("T"):
+        raise Problem(
+            422,
+            f"advance: '{text}' is not an ISO 8601 duration like P3D or PT2H30M.",
+            field="advance",
+        )
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    delta = timedelta(**parts)
+    if delta > timedelta(days=3660):
+        raise Problem(422, "advance: at most ten years at a time.", field="advance")
+    return delta
+
+
+class ClockMove(Strict):
+    advance: str | None = Field(None, max_length=40, examples=["P3D"])
+    set: datetime | None = Field(None, examples=["2026-03-09T09:00:00+08:00"])
+
+    @model_validator(mode="after")
+    def _one(self) -> ClockMove:
+        if (self.advance is None) == (self.set is None):
+            raise ValueError("give exactly one of advance or set")
+        if self.set is not None and self.set.tzinfo is None:
+            raise ValueError("set needs an offset, e.g. 2026-03-09T09:00:00+08:00")
+        return self
+
+
+class ClockOut(BaseModel):
+    now: str
+    mode: str
+    fired: int = 0
+
+
+def _manual(request: Request):
+    clock = request.app.state.ctx.clock
+    if not clock.manual:
+        raise Problem(404, "The simulation clock is off (DUBAN_CLOCK=system).")
+    return clock
+
+
+@router.get("/admin/clock", response_model=ClockOut, tags=["admin"])
+def read_clock(request: Request, caller: Caller) -> ClockOut:
+    clock = _manual(request)
+    return ClockOut(now=local_iso(clock.now(), request.app.state.settings.tz), mode="manual")
+
+
+@router.post("/admin/clock", response_model=ClockOut, tags=["admin"])
+def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
+    """Move simulated time; every timer due in the jump fires, in order, before this returns."""
+    clock = _manual(request)
+    require_scope(caller, "admin")
+    target = clock.now() + parse_duration(body.advance) if body.advance else body.set
+    db, ctx = request.app.state.db, request.app.state.ctx
+    fired = advance_clock(db, ctx, target)
+    with db.unit_of_work() as session:
+        state = session.get(ClockState, 1)
+        if state is None:
+            session.add(ClockState(id=1, now=clock.now()))
+        else:
+            state.now = clock.now()
+    return ClockOut(
+        now=local_iso(clock.now(), request.app.state.settings.tz), mode="manual", fired=fired
+    )
+
+
+class CalendarIn(Strict):
+    holidays: list[date] = Field(default_factory=list, max_length=366, examples=[["2027-01-01"]])
+    workdays: list[date] = Field(default_factory=list, max_length=366, examples=[["2027-02-20"]])
+
+
+class CalendarOut(BaseModel):
+    year: int
+    source: str
+    holidays: list[str]
+    workdays: list[str]
+    working_days: int
+    moved_blockers: int | None = None
+
+
+def _year(year: int) -> int:
+    if not 2000 <= year <= 2100:
+        raise Problem(404, f"There is no calendar for {year}; years 2000–2100 are kept.")
+    return year
+
+
+@router.get("/calendar/{year}", response_model=CalendarOut, tags=["calendar"])
+def get_calendar(year: int, request: Request, session: ReadSession, caller: Caller) -> CalendarOut:
+    """The year's working-day calendar and where it comes from (database, official, weekends-only)."""
+    cal = request.app.state.ctx.calendars.get(session)
+    return CalendarOut(**cal.year_info(_year(year)))
+
+
+@router.put("/calendar/{year}", response_model=CalendarOut, tags=["calendar"])
+def put_calendar(
+    year: int, body: CalendarIn, request: Request, session: WriteSession, caller: Caller
+) -> CalendarOut:
+    """Load or correct a year's holidays and make-up working days (admin); moves affected deadlines."""
+    require_scope(caller, "admin")
+    _year(year)
+    for name, days in (("holidays", body.holidays), ("workdays", body.workdays)):
+        wrong = [d.isoformat() for d in days if d.year != year]
+        if wrong:
+            raise Problem(422, f"{name}: {', '.join(wrong[:3])} not in {year}.", field=name)
+    both = set(body.holidays) & set(body.workdays)
+    if both:
+        raise Problem(
+            422, f"workdays: {sorted(both)[0]} is also listed as a holiday.", field="workdays"
+        )
+    row = session.get(CalendarYear, year)
+    values = {
+        "holidays": sorted(d.isoformat() for d in body.holidays),
+        "workdays": sorted(d.isoformat() for d in body.workdays),
+        "updated_at": request.app.state.ctx.clock.now(),
+    }
+    if row is None:
+        session.add(CalendarYear(year=year, **values))
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    session.flush()
+    ctx = request.app.state.ctx
+    ctx.calendars.invalidate()
+    moved = move_deadlines(session, ctx, {year})
+    ctx.calendars.invalidate()
+    cal = ctx.calendars.get(session)
+    return CalendarOut(**cal.year_info(year), moved_blockers=moved)
+
+
+def restore_clock(app) -> None:
+    """A restarted simulation keeps its simulated time."""
+    clock = app.state.ctx.clock
+    if not clock.manual:
+        return
+    try:
+        with app.state.db.unit_of_work(readonly=True) as session:
+            state = session.exec(select(ClockState)).first()
+    except SQLAlchemyError:
+        return  # not migrated yet: /readyz says so
+    if state is not None and app.state.settings.clock_start is None:
+        clock.set(state.now)

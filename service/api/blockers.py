@@ -1,0 +1,292 @@
+"""问题事项: blockers and the actions of the closed loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from pydantic import Field, model_validator
+from sqlmodel import select
+
+from service.api.blocker_views import (
+    OVERDUE_STATES,
+    BlockerDetail,
+    BlockerOut,
+    actor_for,
+    blocker_detail,
+    blocker_out,
+    visibility_clause,
+    visible_blocker,
+    visible_blocker_or_404,
+)
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    Strict,
+    decode_cursor,
+    encode_cursor,
+)
+from service.auth import require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.models import Blocker, Project, Unit
+from service.problems import Problem
+from workflows import engine
+
+router = APIRouter(prefix="/api/v1/blockers", tags=["blockers"], responses=ERROR_RESPONSES)
+
+ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Not allowed from the current state; see allowed_actions",
+        "content": {"application/problem+json": {}},
+    },
+    412: {
+        "description": "If-Match does not match the current version",
+        "content": {"application/problem+json": {}},
+    },
+}
+
+
+class BlockerCreate(Strict):
+    project: str = Field(min_length=1, max_length=64, description="Project code")
+    title: str = Field(min_length=1, max_length=300, examples=["项目用地组卷报批进度滞后"])
+    description: str = Field("", max_length=10000, examples=["土地组卷材料需补充林地使用手续"])
+    category: str = Field(min_length=1, max_length=64, examples=["用地"])
+    authority_level: Literal["county", "city", "province"] = "county"
+    reported_by: str | None = Field(None, max_length=200, examples=["项目单位"])
+    external_ref: str | None = Field(None, max_length=200, examples=["GTZZ-2026-000123"])
+    workflow: str | None = Field(None, max_length=64, description="Workflow definition name")
+
+
+class Deadline(Strict):
+    working_days: int | None = Field(None, ge=1, le=400)
+    date: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Deadline:
+        if (self.working_days is None) == (self.date is None):
+            raise ValueError("give exactly one of working_days or date")
+        return self
+
+
+class AssignBody(Strict):
+    unit: str = Field(min_length=1, max_length=64, examples=["wy-gov"])
+    officer_id: int | None = None
+    assisting_units: list[str] = Field(default_factory=list, max_length=20)
+    deadline: Deadline | None = Field(None, examples=[{"working_days": 10}])
+    complexity: Literal["ordinary", "complex"] | None = None
+
+
+class EmptyBody(Strict):
+    pass
+
+
+class FeedbackBody(Strict):
+    note: str = Field(min_length=1, max_length=5000, examples=["已完成林地手续材料补充，正在报批"])
+    percent: int | None = Field(None, ge=0, le=100)
+
+
+class ResolvedBody(Strict):
+    note: str = Field(min_length=1, max_length=5000, examples=["用地批复已下达"])
+    evidence: list[str] | str | None = Field(None, examples=[["批复文号：豫政土〔2026〕12号"]])
+
+
+class VerifyBody(Strict):
+    satisfied: bool
+    note: str = Field(min_length=1, max_length=5000, examples=["已回访企业，企业满意"])
+    deadline: Deadline | None = None
+
+
+class CloseBody(Strict):
+    note: str | None = Field(None, max_length=5000)
+
+
+class ReasonBody(Strict):
+    reason: str = Field(min_length=1, max_length=5000, examples=["涉及跨区域协调，需市级层面协调"])
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None or value.strip() == "*":
+        return None
+    raw = value.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    if not raw.isdigit():
+        raise Problem(400, f'If-Match must be a version in quotes, like "3"; got {value!r}.')
+    return int(raw)
+
+
+def _run_action(
+    request: Request,
+    response: Response,
+    session,
+    caller,
+    blocker_id: int,
+    action: str,
+    payload: dict[str, Any],
+    if_match: str | None,
+) -> BlockerOut:
+    require_scope(caller, "write")
+    expected = _if_match(if_match)
+    if visible_blocker(session, caller, blocker_id) is None:
+        exists = session.get(Blocker, blocker_id) is not None
+        if exists:
+            raise Problem(403, f"Blocker {blocker_id} is outside this key's jurisdiction.")
+        raise Problem(404, f"There is no blocker {blocker_id}.")
+    try:
+        blocker = engine.apply(
+            session,
+            request.app.state.ctx,
+            blocker_id,
+            action,
+            actor_for(caller),
+            payload,
+            expected_version=expected,
+        )
+    except engine.EngineError as exc:
+        raise Problem(exc.status, exc.detail, **exc.extra) from exc
+    response.headers["ETag"] = f'"{blocker.version}"'
+    return blocker_out(session, blocker, request)
+
+
+@router.post("", status_code=201, response_model=BlockerOut)
+def create_blocker(
+    body: BlockerCreate, request: Request, response: Response, session: WriteSession, caller: Caller
+) -> BlockerOut:
+    """Report a blocker (问题事项); it starts in state `collected`."""
+    require_scope(caller, "write")
+    project = session.exec(select(Project).where(Project.code == body.project)).first()
+    if project is None:
+        raise Problem(
+            422, f"project: there is no project with code '{body.project}'.", field="project"
+        )
+    county = session.get(Unit, project.county_unit_id)
+    if not caller.sees_path(county.path if county else None):
+        raise Problem(
+            403, f"project: '{body.project}' is outside this key's jurisdiction.", field="project"
+        )
+    if body.external_ref:
+        twin = session.exec(
+            select(Blocker).where(
+                Blocker.source == caller.source, Blocker.external_ref == body.external_ref
+            )
+        ).first()
+        if twin is not None:
+            response.status_code = 200
+            response.headers["ETag"] = f'"{twin.version}"'
+            return blocker_out(session, twin, request)
+    fields = body.model_dump(exclude={"project", "workflow"})
+    fields.update(project_id=project.id, source=caller.source)
+    try:
+        blocker = engine.create_blocker(
+            session, request.app.state.ctx, actor_for(caller), fields, body.workflow
+        )
+    except engine.EngineError as exc:
+        raise Problem(exc.status, exc.detail, **exc.extra) from exc
+    response.headers["ETag"] = f'"{blocker.version}"'
+    response.headers["Location"] = f"/api/v1/blockers/{blocker.id}"
+    return blocker_out(session, blocker, request)
+
+
+@router.get("", response_model=Page[BlockerOut])
+def list_blockers(
+    request: Request,
+    session: ReadSession,
+    caller: Caller,
+    state: Annotated[str | None, Query(max_length=32)] = None,
+    unit: Annotated[str | None, Query(max_length=64)] = None,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    overdue: bool | None = None,
+    escalation_level: Annotated[int | None, Query(ge=0, le=10)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Search in titles")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[BlockerOut]:
+    after = decode_cursor(cursor)
+    query = select(Blocker).where(Blocker.id > after).order_by(Blocker.id).limit(limit + 1)
+    clause = visibility_clause(caller)
+    if clause is not None:
+        query = query.where(clause)
+    if state:
+        query = query.where(Blocker.state == state)
+    if unit:
+        query = query.where(Blocker.unit_id.in_(select(Unit.id).where(Unit.code == unit)))
+    if project:
+        query = query.where(
+            Blocker.project_id.in_(select(Project.id).where(Project.code == project))
+        )
+    if escalation_level is not None:
+        query = query.where(Blocker.escalation_level == escalation_level)
+    if q:
+        query = query.where(Blocker.title.contains(q, autoescape=True))
+    if overdue is not None:
+        now = request.app.state.ctx.clock.now()
+        late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at < now)
+        query = query.where(late if overdue else ~late | Blocker.due_at.is_(None))
+    rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[blocker_out(session, b, request) for b in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.get("/{blocker_id}", response_model=BlockerDetail)
+def get_blocker(
+    blocker_id: int, request: Request, response: Response, session: ReadSession, caller: Caller
+) -> BlockerDetail:
+    """A blocker with its timeline (events) and pending timers."""
+    blocker = visible_blocker_or_404(session, caller, blocker_id)
+    response.headers["ETag"] = f'"{blocker.version}"'
+    return blocker_detail(session, blocker, request)
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='"<version>"')]
+
+
+def _action_route(action: str, body_model: type[Strict], summary: str) -> None:
+    def handler(
+        blocker_id: int,
+        request: Request,
+        response: Response,
+        session: WriteSession,
+        caller: Caller,
+        body: Annotated[body_model | None, Body()] = None,  # type: ignore[valid-type]
+        if_match: IfMatch = None,
+    ) -> BlockerOut:
+        if body is None:
+            try:
+                body = body_model()
+            except ValueError as exc:
+                raise Problem(422, f"A JSON body is required for '{action}'.") from exc
+        payload = body.model_dump(mode="json", exclude_none=False)
+        return _run_action(
+            request, response, session, caller, blocker_id, action, payload, if_match
+        )
+
+    handler.__name__ = f"{action}_blocker"
+    router.add_api_route(
+        f"/{{blocker_id}}/{action}",
+        handler,
+        methods=["POST"],
+        response_model=BlockerOut,
+        summary=summary,
+        responses=ACTION_RESPONSES,
+    )
+
+
+for _name, _model, _summary in (
+    ("assign", AssignBody, "交办: assign to a responsible unit with a deadline"),
+    ("acknowledge", EmptyBody, "签收: the responsible unit acknowledges"),
+    ("feedback", FeedbackBody, "定期反馈: report progress"),
+    ("report_resolved", ResolvedBody, "申请办结: report it resolved"),
+    ("verify", VerifyBody, "核验回访: satisfied verifies, not satisfied returns it"),
+    ("close", CloseBody, "销号: close"),
+    ("withdraw", ReasonBody, "撤销: withdraw"),
+    ("request_escalation", ReasonBody, "需市级层面协调: escalate one level at once"),
+):
+    _action_route(_name, _model, _summary)

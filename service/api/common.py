@@ -1,0 +1,88 @@
+"""Helpers shared by the routers: pagination, time formatting, lookups, error answers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import Session, select
+
+from service.auth import Principal
+from service.models import Unit
+from service.problems import Problem
+
+T = TypeVar("T")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": desc, "content": {"application/problem+json": {}}}
+    for status, desc in (
+        (400, "Malformed JSON"),
+        (401, "No or unknown API key"),
+        (403, "Outside the key's scopes or jurisdiction"),
+        (404, "Not found (or outside the key's jurisdiction)"),
+        (422, "Invalid field values; the problem names the field"),
+        (429, "Rate limit exceeded; see Retry-After"),
+    )
+}
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size (max 500)")]
+Cursor = Annotated[str | None, Query(max_length=200, description="Opaque cursor from next_cursor")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, so nothing can be mass-assigned."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = int(value["after"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise Problem(
+            422, "cursor is not one this API handed out; start again without it."
+        ) from exc
+    if after < 0:
+        raise Problem(422, "cursor is not one this API handed out; start again without it.")
+    return after
+
+
+def local_iso(instant: datetime | None, tz: ZoneInfo) -> str | None:
+    return None if instant is None else instant.astimezone(tz).isoformat()
+
+
+def iso_date(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def unit_by_code(session: Session, code: str, field: str = "unit") -> Unit:
+    unit = session.exec(select(Unit).where(Unit.code == code)).first()
+    if unit is None:
+        raise Problem(422, f"{field}: there is no unit with code '{code}'.", field=field)
+    return unit
+
+
+def visible_unit_or_404(session: Session, principal: Principal, code: str) -> Unit:
+    unit = session.exec(select(Unit).where(Unit.code == code)).first()
+    if unit is None or not principal.sees_path(unit.path):
+        raise Problem(404, f"There is no unit '{code}' that this key can see.")
+    return unit

@@ -1,0 +1,115 @@
+"""责任人: officers of units."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    Strict,
+    decode_cursor,
+    encode_cursor,
+    local_iso,
+    unit_by_code,
+)
+from service.auth import require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.models import Officer, Unit
+from service.problems import Problem
+
+router = APIRouter(prefix="/api/v1/officers", tags=["officers"], responses=ERROR_RESPONSES)
+
+
+class OfficerCreate(Strict):
+    name: str = Field(min_length=1, max_length=100, examples=["王建国"])
+    mobile: str = Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800000001"])
+    unit: str = Field(min_length=1, max_length=64, examples=["xx-fgw"])
+    role: Literal["lead", "liaison", "leader", "staff"]
+    wecom_userid: str | None = Field(None, max_length=64)
+    dingtalk_userid: str | None = Field(None, max_length=64)
+
+
+class OfficerOut(BaseModel):
+    id: int
+    name: str
+    mobile: str
+    unit: str
+    role: str
+    wecom_userid: str | None
+    dingtalk_userid: str | None
+    created_at: str | None
+
+
+def officer_out(session: Session, officer: Officer, request: Request) -> OfficerOut:
+    unit = session.get(Unit, officer.unit_id)
+    return OfficerOut(
+        id=officer.id,
+        name=officer.name,
+        mobile=officer.mobile,
+        unit=unit.code if unit else "",
+        role=officer.role,
+        wecom_userid=officer.wecom_userid,
+        dingtalk_userid=officer.dingtalk_userid,
+        created_at=local_iso(officer.created_at, request.app.state.settings.tz),
+    )
+
+
+@router.post("", status_code=201, response_model=OfficerOut)
+def create_officer(
+    body: OfficerCreate, request: Request, session: WriteSession, caller: Caller
+) -> OfficerOut:
+    """Register an officer (责任人) of a unit; admin scope."""
+    require_scope(caller, "admin")
+    unit = unit_by_code(session, body.unit)
+    officer = Officer(**body.model_dump(exclude={"unit"}), unit_id=unit.id)
+    session.add(officer)
+    session.flush()
+    return officer_out(session, officer, request)
+
+
+@router.get("", response_model=Page[OfficerOut])
+def list_officers(
+    request: Request,
+    session: ReadSession,
+    caller: Caller,
+    unit: str | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[OfficerOut]:
+    after = decode_cursor(cursor)
+    query = (
+        select(Officer)
+        .join(Unit, Unit.id == Officer.unit_id)
+        .where(Officer.id > after)
+        .order_by(Officer.id)
+        .limit(limit + 1)
+    )
+    if not caller.has("admin"):
+        query = query.where(Unit.path.startswith(caller.scope_path or "//"))
+    if unit:
+        query = query.where(Unit.code == unit)
+    rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[officer_out(session, o, request) for o in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.get("/{officer_id}", response_model=OfficerOut)
+def get_officer(
+    officer_id: int, request: Request, session: ReadSession, caller: Caller
+) -> OfficerOut:
+    officer = session.get(Officer, officer_id)
+    unit = session.get(Unit, officer.unit_id) if officer else None
+    if officer is None or unit is None or not caller.sees_path(unit.path):
+        raise Problem(404, f"There is no officer {officer_id} that this key can see.")
+    return officer_out(session, officer, request)

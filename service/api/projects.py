@@ -1,0 +1,173 @@
+"""项目: projects, with their progress light and open blockers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session, func, select
+
+from service.api.blocker_views import blocker_out
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    Strict,
+    decode_cursor,
+    encode_cursor,
+    local_iso,
+    unit_by_code,
+)
+from service.auth import Principal, require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.models import Blocker, Officer, Project, Unit
+from service.problems import Problem
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
+
+CLOSED_STATES = ("closed", "withdrawn")
+
+
+class ProjectCreate(Strict):
+    code: str = Field(min_length=1, max_length=64, examples=["2401-410700-04-01-123456"])
+    name: str = Field(min_length=1, max_length=300, examples=["新乡市某新能源装备制造项目"])
+    category: str = Field(min_length=1, max_length=64, examples=["省市重点"])
+    county: str = Field(min_length=1, max_length=64, description="Unit code of the county/district")
+    enterprise: str | None = Field(None, max_length=300, examples=["某某新能源有限公司"])
+    leader_officer_id: int | None = None
+    total_investment: Decimal | None = Field(
+        None,
+        ge=0,
+        le=Decimal("99999999999999"),
+        max_digits=16,
+        decimal_places=2,
+        description="万元",
+    )
+
+
+class ProjectOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    category: str
+    county: str
+    enterprise: str | None
+    leader_officer_id: int | None
+    total_investment: float | None
+    light: str
+    open_blockers: int
+    overdue_blockers: int
+    created_at: str | None
+
+
+def project_light(open_count: int, overdue_count: int, escalated: int) -> str:
+    """红黄绿灯: red when something is overdue and escalated, yellow at risk, else green."""
+    if overdue_count and escalated:
+        return "red"
+    if overdue_count or escalated:
+        return "yellow"
+    return "green"
+
+
+def project_out(session: Session, project: Project, request: Request) -> ProjectOut:
+    county = session.get(Unit, project.county_unit_id)
+    now = request.app.state.ctx.clock.now()
+    open_q = select(func.count()).where(
+        Blocker.project_id == project.id, Blocker.state.not_in(CLOSED_STATES)
+    )
+    open_count = session.exec(open_q).one()
+    overdue = session.exec(
+        open_q.where(
+            Blocker.due_at < now, Blocker.state.in_(("assigned", "supervised", "deadline"))
+        )
+    ).one()
+    escalated = session.exec(open_q.where(Blocker.escalation_level > 0)).one()
+    return ProjectOut(
+        id=project.id,
+        code=project.code,
+        name=project.name,
+        category=project.category,
+        county=county.code if county else "",
+        enterprise=project.enterprise,
+        leader_officer_id=project.leader_officer_id,
+        total_investment=float(project.total_investment)
+        if project.total_investment is not None
+        else None,
+        light=project_light(open_count, overdue, escalated),
+        open_blockers=open_count,
+        overdue_blockers=overdue,
+        created_at=local_iso(project.created_at, request.app.state.settings.tz),
+    )
+
+
+def visible_project_or_404(session: Session, caller: Principal, code: str) -> Project:
+    project = session.exec(select(Project).where(Project.code == code)).first()
+    county = session.get(Unit, project.county_unit_id) if project else None
+    if project is None or county is None or not caller.sees_path(county.path):
+        raise Problem(404, f"There is no project '{code}' that this key can see.")
+    return project
+
+
+@router.post("", status_code=201, response_model=ProjectOut)
+def create_project(
+    body: ProjectCreate, request: Request, session: WriteSession, caller: Caller
+) -> ProjectOut:
+    """Register a project (项目); write scope within the county's jurisdiction."""
+    require_scope(caller, "write")
+    county = unit_by_code(session, body.county, "county")
+    if not caller.sees_path(county.path):
+        raise Problem(
+            403, f"county: '{body.county}' is outside this key's jurisdiction.", field="county"
+        )
+    if session.exec(select(Project.id).where(Project.code == body.code)).first() is not None:
+        raise Problem(409, f"code: a project with code '{body.code}' already exists.", field="code")
+    if body.leader_officer_id is not None and session.get(Officer, body.leader_officer_id) is None:
+        raise Problem(
+            422,
+            f"leader_officer_id: there is no officer {body.leader_officer_id}.",
+            field="leader_officer_id",
+        )
+    project = Project(**body.model_dump(exclude={"county"}), county_unit_id=county.id)
+    session.add(project)
+    session.flush()
+    return project_out(session, project, request)
+
+
+@router.get("", response_model=Page[ProjectOut])
+def list_projects(
+    request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> Page[ProjectOut]:
+    after = decode_cursor(cursor)
+    query = (
+        select(Project)
+        .join(Unit, Unit.id == Project.county_unit_id)
+        .where(Project.id > after)
+        .order_by(Project.id)
+        .limit(limit + 1)
+    )
+    if not caller.has("admin"):
+        query = query.where(Unit.path.startswith(caller.scope_path or "//"))
+    rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[project_out(session, p, request) for p in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.get("/{code}")
+def get_project(code: str, request: Request, session: ReadSession, caller: Caller) -> dict:
+    """A project with its light and its open blockers."""
+    project = visible_project_or_404(session, caller, code)
+    out = project_out(session, project, request).model_dump()
+    rows = session.exec(
+        select(Blocker)
+        .where(Blocker.project_id == project.id, Blocker.state.not_in(CLOSED_STATES))
+        .order_by(Blocker.id)
+        .limit(500)
+    )
+    out["blockers"] = [blocker_out(session, b, request).model_dump() for b in rows]
+    return out

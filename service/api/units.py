@@ -1,0 +1,131 @@
+"""单位: the unit tree."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    Strict,
+    decode_cursor,
+    encode_cursor,
+    local_iso,
+    unit_by_code,
+    visible_unit_or_404,
+)
+from service.auth import require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.models import Unit
+from service.problems import Problem
+
+router = APIRouter(prefix="/api/v1/units", tags=["units"], responses=ERROR_RESPONSES)
+
+Level = Literal["township", "county", "city", "province"]
+Kind = Literal["government", "department", "taskforce", "leader", "enterprise"]
+LEVEL_RANK = {"township": 0, "county": 1, "city": 2, "province": 3}
+
+
+class UnitCreate(Strict):
+    code: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", examples=["xx-fgw"]
+    )
+    name: str = Field(min_length=1, max_length=200, examples=["新乡市发展和改革委员会"])
+    level: Level
+    kind: Kind
+    parent: str | None = Field(
+        None, max_length=64, description="Parent unit code, or null for a root"
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Ladder tags: general_taskforce, executive_vice_mayor, sector:<category> …",
+        examples=[["general_taskforce"]],
+    )
+
+
+class UnitOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    level: str
+    kind: str
+    parent: str | None
+    tags: list[str]
+    created_at: str | None
+
+
+def unit_out(session: Session, unit: Unit, request: Request) -> UnitOut:
+    parent = session.get(Unit, unit.parent_id) if unit.parent_id else None
+    return UnitOut(
+        id=unit.id,
+        code=unit.code,
+        name=unit.name,
+        level=unit.level,
+        kind=unit.kind,
+        parent=parent.code if parent else None,
+        tags=list(unit.tags),
+        created_at=local_iso(unit.created_at, request.app.state.settings.tz),
+    )
+
+
+@router.post("", status_code=201, response_model=UnitOut, responses={409: ERROR_RESPONSES[403]})
+def create_unit(
+    body: UnitCreate, request: Request, session: WriteSession, caller: Caller
+) -> UnitOut:
+    """Create a unit (单位) under a parent; admin scope."""
+    require_scope(caller, "admin")
+    if any(len(tag) > 64 for tag in body.tags):
+        raise Problem(422, "tags: each tag is at most 64 characters.", field="tags")
+    if session.exec(select(Unit.id).where(Unit.code == body.code)).first() is not None:
+        raise Problem(409, f"code: a unit with code '{body.code}' already exists.", field="code")
+    parent = unit_by_code(session, body.parent, "parent") if body.parent else None
+    if parent is not None and LEVEL_RANK[body.level] > LEVEL_RANK[parent.level]:
+        raise Problem(
+            422,
+            f"level: a {body.level}-level unit cannot sit under the {parent.level}-level "
+            f"unit '{parent.code}'.",
+            field="level",
+        )
+    unit = Unit(
+        code=body.code,
+        name=body.name,
+        level=body.level,
+        kind=body.kind,
+        parent_id=parent.id if parent else None,
+        tags=body.tags,
+    )
+    session.add(unit)
+    session.flush()
+    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
+    session.flush()
+    return unit_out(session, unit, request)
+
+
+@router.get("", response_model=Page[UnitOut])
+def list_units(
+    request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> Page[UnitOut]:
+    """Units this key can see, in creation order."""
+    after = decode_cursor(cursor)
+    query = select(Unit).where(Unit.id > after).order_by(Unit.id).limit(limit + 1)
+    if not (caller.is_admin or caller.has("admin")):
+        query = query.where(Unit.path.startswith(caller.scope_path or "//"))
+    rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[unit_out(session, u, request) for u in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.get("/{code}", response_model=UnitOut)
+def get_unit(code: str, request: Request, session: ReadSession, caller: Caller) -> UnitOut:
+    return unit_out(session, visible_unit_or_404(session, caller, code), request)

@@ -1,0 +1,125 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from service import problems
+from service.api import (
+    admin,
+    api_keys,
+    blockers,
+    escalations,
+    events,
+    health,
+    officers,
+    projects,
+    units,
+)
+from service.db import Database
+from service.jobs import Jobs
+from service.metrics import Metrics, MetricsMiddleware
+from service.settings import Settings, get_settings
+from workflows.calendar_store import CalendarStore
+from workflows.clock import ManualClock, SystemClock
+from workflows.context import EngineContext
+from workflows.definition import load_all
+
+log = logging.getLogger("duban")
+
+DESCRIPTION = """
+督办 duban — the closed loop on the blockers of major investment projects:
+collect → assign (交办) → acknowledge (签收) → supervise (督办) → resolve (办结)
+→ verify (核验回访) → close (销号), with working-day deadlines, reminders and escalation.
+
+Authenticate with `Authorization: Bearer <key>`. Errors are `application/problem+json`.
+"""
+
+
+def build_context(settings: Settings, db: Database) -> EngineContext:
+    if settings.clock == "manual":
+        start = (
+            datetime.fromisoformat(settings.clock_start)
+            if settings.clock_start
+            else SystemClock().now()
+        )
+        clock = ManualClock(start)
+    else:
+        clock = SystemClock()
+    opens, closes = settings.office_hours.split("-", 1)
+    return EngineContext(
+        workflows=load_all(),
+        clock=clock,
+        calendars=CalendarStore(tz=settings.timezone),
+        default_workflow=settings.workflow,
+        office_open=opens.strip(),
+        office_close=closes.strip(),
+        lock_rows=db.is_postgres,
+    )
+
+
+class RequestIdMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next):
+        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        request.state.request_id = request_id
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+
+def create_app(settings: Settings | None = None, *, background: bool | None = None) -> FastAPI:
+    """Build the app. `background` starts the timer sweep and dispatcher (default: settings)."""
+    settings = settings or get_settings()
+    db = Database(settings.database_url)
+    ctx = build_context(settings, db)
+    if ctx.default_workflow not in ctx.workflows:
+        raise ValueError(
+            f"DUBAN_WORKFLOW: there is no workflow definition '{ctx.default_workflow}'"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jobs = Jobs(app) if (background if background is not None else True) else None
+        admin.restore_clock(app)
+        if jobs is not None:
+            jobs.start()
+        try:
+            yield
+        finally:
+            if jobs is not None:
+                jobs.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="duban 督办",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.ctx = ctx
+    app.state.metrics = Metrics()
+    problems.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for module in (
+        health,
+        units,
+        officers,
+        api_keys,
+        projects,
+        blockers,
+        escalations,
+        events,
+        admin,
+    ):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,120 @@
+"""Bearer API keys: who is calling, with which scopes, over which part of the unit tree."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from service.models import ApiKey, Unit
+from service.problems import Problem
+
+KEY_PREFIX = "dbn_"
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is enough to store them safely.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the bootstrap admin, or an API key bound to a unit."""
+
+    name: str
+    scopes: frozenset[str]
+    is_admin: bool = False
+    key_id: int | None = None
+    unit_id: int | None = None
+    unit_code: str | None = None
+    unit_path: str | None = None
+    unit_kind: str | None = None
+    unit_level: str | None = None
+    unit_tags: tuple[str, ...] = field(default_factory=tuple)
+    officer_id: int | None = None
+    # The subtree this key sees: its own unit's, or the city's for a city taskforce.
+    scope_path: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return "admin" if self.key_id is None else f"key:{self.key_id}"
+
+    @property
+    def source(self) -> str:
+        return self.actor
+
+    def has(self, scope: str) -> bool:
+        return self.is_admin or "admin" in self.scopes or scope in self.scopes
+
+    def sees_path(self, path: str | None) -> bool:
+        if self.is_admin or "admin" in self.scopes:
+            return True
+        return bool(path and self.scope_path and path.startswith(self.scope_path))
+
+    @property
+    def is_taskforce(self) -> bool:
+        return self.unit_kind == "taskforce" and self.unit_level in ("city", "province")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if not principal.has(scope):
+        raise Problem(403, f"This API key lacks the '{scope}' scope needed for this request.")
+
+
+def _scope_path(session: Session, unit: Unit) -> str:
+    """A city-level taskforce or leader office oversees the whole city it belongs to."""
+    if (
+        unit.kind in ("taskforce", "leader")
+        and unit.level in ("city", "province")
+        and unit.parent_id
+    ):
+        parent = session.get(Unit, unit.parent_id)
+        if parent is not None and parent.kind == "government":
+            return parent.path
+    return unit.path
+
+
+def authenticate(session: Session, authorization: str | None, admin_key: str | None) -> Principal:
+    if not authorization:
+        raise Problem(
+            401,
+            "Send an API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(
+            401,
+            "The Authorization header must be 'Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
+        return Principal(name="admin", scopes=frozenset({"read", "write", "admin"}), is_admin=True)
+    key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(token))).first()
+    if key is None or key.revoked_at is not None:
+        raise Problem(
+            401, "This API key is unknown or revoked.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    unit = session.get(Unit, key.unit_id)
+    assert unit is not None  # FK guarantees it
+    return Principal(
+        name=key.name,
+        scopes=frozenset(key.scopes),
+        key_id=key.id,
+        unit_id=unit.id,
+        unit_code=unit.code,
+        unit_path=unit.path,
+        unit_kind=unit.kind,
+        unit_level=unit.level,
+        unit_tags=tuple(unit.tags),
+        officer_id=key.officer_id,
+        scope_path=_scope_path(session, unit),
+    )

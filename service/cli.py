@@ -1,0 +1,103 @@
+"""The `duban` command: serve, db upgrade, audit verify, clock and calendar admin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+from service.settings import DEFAULT_SQLITE_URL, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            field = ".".join(str(p) for p in error.get("loc", ()))
+            where = f"DUBAN_{field.upper()}: " if field else ""
+            print(f"duban: configuration refused: {where}{message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service import migrations
+    from service.app import create_app
+
+    settings = _settings()
+    if not args.no_migrate:
+        migrations.upgrade(settings.database_url)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level, access_log=False)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from service import migrations
+
+    url = args.url or os.environ.get("DUBAN_DATABASE_URL") or DEFAULT_SQLITE_URL
+    migrations.upgrade(url, args.revision)
+    print(
+        f"duban: database at {migrations.head_revision(url) if args.revision == 'head' else args.revision}"
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from service.db import Database
+    from workflows.audit import verify_all
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    broken = 0
+    with db.unit_of_work(readonly=True) as session:
+        for link in verify_all(session):
+            broken += 1
+            print(f"BROKEN  {link}")
+    if broken:
+        print(f"duban audit: {broken} broken chain(s)", file=sys.stderr)
+        return 1
+    print("duban audit: every chain verifies")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="duban", description="督办 duban: the closed loop on project blockers"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API, the timer sweep and the dispatcher")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.add_argument("--url", default=None, help="database URL (default DUBAN_DATABASE_URL)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="the tamper-evident timeline")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check every blocker's hash chain")
+    verify.set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

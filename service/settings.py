@@ -1,0 +1,110 @@
+"""Runtime configuration: one pydantic-settings class, every variable prefixed DUBAN_."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite:///./var/duban.db"
+PLATFORM_HOSTS = "qyapi.weixin.qq.com,oapi.dingtalk.com,open.feishu.cn,open.larksuite.com"
+
+
+class UnsafeSettings(ValueError):
+    """Raised when a production-looking configuration lacks something it must have."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUBAN_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_SQLITE_URL,
+        description="SQLAlchemy URL; SQLite under ./var by default, postgresql+psycopg://… in production",
+    )
+    admin_key: str | None = Field(None, description="Bootstrap admin API key (Bearer)")
+    timezone: str = Field("Asia/Shanghai", description="Business time zone")
+    clock: str = Field("system", description="'system' or 'manual' (simulation clock)")
+    clock_start: str | None = Field(
+        None, description="Manual clock: RFC 3339 start instant (default: the real time at start)"
+    )
+    sweep_interval_s: float = Field(1.0, gt=0, description="Timer sweep period, seconds")
+    sweep_batch: int = Field(500, gt=0, description="Timers claimed per sweep batch")
+    scheduler: bool = Field(True, description="Run the timer sweep in the serve process")
+    dispatcher: bool = Field(
+        True, description="Run the notification dispatcher in the serve process"
+    )
+    workflow: str = Field("blocker", description="Default workflow definition for new blockers")
+    channel_allowed_hosts: str = Field(
+        PLATFORM_HOSTS, description="Comma-separated hosts that channel and webhook URLs may use"
+    )
+    office_hours: str = Field("08:30-18:00", description="Local office hours on working days")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Request body size limit")
+    rate_limit_per_minute: int = Field(6000, gt=0, description="Requests per minute per API key")
+    log_level: str = Field("info")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("clock")
+    @classmethod
+    def _known_clock(cls, value: str) -> str:
+        if value not in ("system", "manual"):
+            raise ValueError("DUBAN_CLOCK must be 'system' or 'manual'")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.is_production_like and not self.admin_key:
+            raise UnsafeSettings(
+                "DUBAN_ADMIN_KEY is not set, and DUBAN_DATABASE_URL points at a production "
+                f"database ({self.redacted_database_url}). Set DUBAN_ADMIN_KEY to a long random "
+                "secret (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+            )
+        if self.admin_key is not None and len(self.admin_key) < 8:
+            raise UnsafeSettings("DUBAN_ADMIN_KEY must be at least 8 characters long")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_production_like(self) -> bool:
+        """Anything but a SQLite file under ./var (or in memory) counts as production."""
+        if not self.is_sqlite:
+            return True
+        path = self.database_url.split(":///", 1)[-1]
+        if path in ("", ":memory:"):
+            return False
+        resolved = Path(path).resolve()
+        return Path("var").resolve() not in resolved.parents
+
+    @property
+    def redacted_database_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower() for h in self.channel_allowed_hosts.split(",") if h.strip()
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

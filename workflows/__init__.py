@@ -1,0 +1,1 @@
+"""Workflow definitions, the engine (the one gate for state changes), timers, calendar."""

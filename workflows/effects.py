@@ -1,0 +1,259 @@
+"""The effects a definition may name on an action, each a small function of one step.
+
+Effects change the blocker row and related rows inside the engine's transaction; the
+engine writes the event, timers and notifications afterwards.
+"""
+
+from __future__ import annotations
+
+import calendar as _stdcal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from service.models import Blocker, Escalation, Officer, Project, Timer, Unit
+from workflows import ladder
+from workflows.calendar import WorkingDayCalendar
+from workflows.context import EngineContext
+from workflows.definition import ActionSpec, Workflow
+from workflows.errors import InvalidPayload
+from workflows.outbox import enqueue_for_unit, message_context
+
+
+@dataclass
+class Run:
+    session: Session
+    ctx: EngineContext
+    workflow: Workflow
+    blocker: Blocker
+    actor: Any
+    payload: dict[str, Any]
+    now: datetime
+    cal: WorkingDayCalendar
+    spec: ActionSpec
+    timer: Timer | None = None
+    recorded: dict[str, Any] = field(default_factory=dict)
+    deadline_changed: bool = False
+    escalated_to: Unit | None = None
+
+
+def _invalid(detail: str, name: str) -> Exception:
+    return InvalidPayload(detail, field=name)
+
+
+def _add_months(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year = day.year + month // 12
+    month = month % 12 + 1
+    return date(year, month, min(day.day, _stdcal.monthrange(year, month)[1]))
+
+
+def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
+    """`{"working_days": N}` or `{"date": "YYYY-MM-DD"}` (or the definition's default)."""
+    today = run.cal.local_date(run.now)
+    if spec is None:
+        default = run.workflow.definition.default_deadline.get(run.blocker.complexity)
+        if default is None:
+            raise _invalid("deadline: required for this workflow.", "deadline")
+        spec = default.model_dump(exclude_none=True)
+    if "working_days" in spec and spec["working_days"] is not None:
+        n = int(spec["working_days"])
+        if n < 1 or n > 400:
+            raise _invalid(
+                "deadline.working_days: give between 1 and 400 working days.", "deadline"
+            )
+        day = run.cal.add_working_days(today, n)
+    elif "months" in spec:
+        day = run.cal.next_working_day(_add_months(today, int(spec["months"])), include_self=True)
+    elif spec.get("date"):
+        day = spec["date"] if isinstance(spec["date"], date) else date.fromisoformat(spec["date"])
+        if day < today:
+            raise _invalid(f"deadline.date: {day} is already past (today is {today}).", "deadline")
+    else:
+        raise _invalid("deadline: give working_days or date.", "deadline")
+    return day, run.cal.end_of_day(day)
+
+
+def _set_deadline(run: Run, spec: Any) -> None:
+    day, due = resolve_deadline(run, spec)
+    blocker = run.blocker
+    blocker.deadline, blocker.due_at = day, due
+    missing = run.cal.years_without_official_data(run.cal.local_date(run.now), day)
+    blocker.warnings = [
+        f"{year} 年尚未载入官方节假日安排，截止日期按周一至周五计算（weekends-only）。"
+        for year in missing
+    ]
+    run.recorded["deadline_date"] = day.isoformat()
+    run.recorded["due_at"] = due.isoformat()
+    run.deadline_changed = True
+
+
+def set_assignment(run: Run) -> None:
+    session, p = run.session, run.payload
+    unit = session.exec(select(Unit).where(Unit.code == p["unit"])).first()
+    if unit is None:
+        raise _invalid(f"unit: there is no unit with code '{p['unit']}'.", "unit")
+    if p.get("officer_id") is not None:
+        officer = session.get(Officer, p["officer_id"])
+        if officer is None or officer.unit_id != unit.id:
+            raise _invalid(
+                f"officer_id: officer {p['officer_id']} is not in unit '{unit.code}'.", "officer_id"
+            )
+    assisting = []
+    for code in p.get("assisting_units") or []:
+        other = session.exec(select(Unit).where(Unit.code == code)).first()
+        if other is None:
+            raise _invalid(
+                f"assisting_units: there is no unit with code '{code}'.", "assisting_units"
+            )
+        assisting.append(other.id)
+    if p.get("complexity"):
+        run.blocker.complexity = p["complexity"]
+    run.blocker.unit_id = unit.id
+    run.blocker.officer_id = p.get("officer_id")
+    run.blocker.assisting_unit_ids = assisting
+    _set_deadline(run, p.get("deadline"))
+
+
+def start_at_authority_level(run: Run) -> None:
+    """A blocker that only the city (or province) can solve starts at level 1 (or the top)."""
+    level = {"city": 1, "province": run.workflow.definition.top_level}.get(
+        run.blocker.authority_level, 0
+    )
+    while run.blocker.escalation_level < level:
+        escalate_one(run, "authority")
+
+
+def new_deadline(run: Run) -> None:
+    spec = run.payload.get("deadline") or {"working_days": 5}
+    run.recorded["deadline_spec"] = spec
+    _set_deadline(run, spec)
+
+
+def count_return(run: Run) -> None:
+    run.blocker.return_count += 1
+    run.blocker.failed_verifications += 1
+
+
+def escalate_on_repeated_failure(run: Run) -> None:
+    needed = run.workflow.definition.escalation.failed_verifications_to_escalate
+    if run.blocker.failed_verifications >= needed:
+        escalate_one(run, "failed_verification")
+
+
+def close_escalations(run: Run) -> None:
+    run.session.execute(
+        update(Escalation)
+        .where(
+            Escalation.blocker_id == run.blocker.id, Escalation.status.in_(("open", "acknowledged"))
+        )
+        .values(status="closed")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def escalate(run: Run) -> None:
+    escalate_one(run, run.spec.escalation_reason or "requested")
+
+
+def remind_then_escalate(run: Run) -> None:
+    step = int(run.timer.payload.get("n", 1)) if run.timer is not None else 1
+    if run.spec.escalate_on_step is not None and step >= run.spec.escalate_on_step:
+        escalate_one(run, run.spec.escalation_reason or "unacknowledged")
+
+
+def taskforce_for(session: Session, blocker: Blocker) -> Unit | None:
+    home = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+    if home is None:
+        project = session.get(Project, blocker.project_id)
+        home = session.get(Unit, project.county_unit_id) if project else None
+    return ladder.general_taskforce(session, home) if home else None
+
+
+def escalate_one(run: Run, reason: str) -> Escalation | None:
+    """Move the blocker up one rung; a step that was taken already is never taken twice."""
+    blocker, definition = run.blocker, run.workflow.definition
+    level = blocker.escalation_level + 1
+    if level > definition.top_level:
+        run.recorded.setdefault("escalation", "already at the top of the ladder")
+        return None
+    step = f"level-{level}"
+    exists = run.session.exec(
+        select(Escalation.id).where(Escalation.blocker_id == blocker.id, Escalation.step == step)
+    ).first()
+    if exists is not None:
+        blocker.escalation_level = level
+        return None
+    home = run.session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+    if home is None:
+        project = run.session.get(Project, blocker.project_id)
+        home = run.session.get(Unit, project.county_unit_id)
+    target = ladder.receiver_for(run.session, definition, level, home, blocker.category)
+    entry = Escalation(
+        blocker_id=blocker.id,
+        level=level,
+        reason=reason,
+        detail=str(run.payload.get("reason") or ""),
+        step=step,
+        from_unit_id=blocker.unit_id,
+        target_unit_id=target.id,
+        created_at=run.now,
+    )
+    run.session.add(entry)
+    blocker.escalation_level = level
+    run.escalated_to = target
+    run.recorded.setdefault("escalations", []).append(
+        {"level": level, "reason": reason, "to": target.code}
+    )
+    urgent = run.timer is not None and run.timer.urgent
+    not_before = (
+        run.now
+        if urgent
+        else run.cal.next_office_open(run.now, run.ctx.office_open, run.ctx.office_close)
+    )
+    context = message_context(
+        run.session,
+        blocker,
+        run.cal,
+        run.now,
+        reason=reason,
+        level=level,
+        level_label=definition.rung(level).label if definition.rung(level) else str(level),
+    )
+    enqueue_for_unit(
+        run.session,
+        blocker=blocker,
+        unit=target,
+        template="escalated",
+        event_type="blocker.escalated",
+        context=context,
+        not_before=not_before,
+        urgent=urgent,
+    )
+    return entry
+
+
+def move_deadline(run: Run) -> None:
+    """The holiday schedule changed: recount the same working days from the same start."""
+    day = date.fromisoformat(run.payload["deadline"])
+    run.blocker.deadline, run.blocker.due_at = day, run.cal.end_of_day(day)
+    run.recorded["previous_deadline"] = run.payload.get("previous_deadline")
+    run.deadline_changed = True
+
+
+REGISTRY: dict[str, Callable[[Run], None]] = {
+    "set_assignment": set_assignment,
+    "start_at_authority_level": start_at_authority_level,
+    "restart_timers": lambda run: None,  # the engine restarts the kinds listed under `restart`
+    "close_escalations": close_escalations,
+    "count_return": count_return,
+    "new_deadline": new_deadline,
+    "escalate_on_repeated_failure": escalate_on_repeated_failure,
+    "escalate": escalate,
+    "remind_then_escalate": remind_then_escalate,
+    "move_deadline": move_deadline,
+}

@@ -1,0 +1,332 @@
+"""The one gate for every change to a blocker.
+
+``apply(session, ctx, blocker_id, action, actor, payload)`` runs inside the caller's
+transaction: it loads the row (locked on PostgreSQL, version-checked everywhere),
+checks the action against the state and the actor, fires the transition, runs the
+effects named in the definition, writes the hash-chained event, replaces the timers
+that no longer apply and writes outbox rows. It never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from service.models import Blocker, Escalation, Project, Timer, Unit
+from workflows import effects
+from workflows.audit import append_event
+from workflows.context import EngineContext
+from workflows.definition import Workflow
+from workflows.errors import (
+    EngineError,
+    Forbidden,
+    InvalidPayload,
+    NotAllowed,
+    NotFound,
+    StaleVersion,
+)
+from workflows.outbox import enqueue_for_unit, enqueue_webhooks, message_context
+from workflows.timers import cancel_pending, make_timer, plan_state_timers
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an action: an API key (maybe with an officer), the admin, or a timer."""
+
+    name: str
+    key_id: int | None = None
+    officer_id: int | None = None
+    unit_id: int | None = None
+    unit_path: str | None = None
+    scope_path: str | None = None
+    is_admin: bool = False
+    is_taskforce: bool = False
+    is_system: bool = False
+
+
+SYSTEM_TIMER = Actor(name="system:timer", is_system=True)
+
+__all__ = [
+    "Actor",
+    "EngineError",
+    "Forbidden",
+    "InvalidPayload",
+    "NotAllowed",
+    "NotFound",
+    "SYSTEM_TIMER",
+    "StaleVersion",
+    "allowed_actions",
+    "apply",
+    "create_blocker",
+]
+
+
+def load_blocker(session: Session, ctx: EngineContext, blocker_id: int, *, lock: bool) -> Blocker:
+    query = (
+        select(Blocker).where(Blocker.id == blocker_id).execution_options(populate_existing=True)
+    )
+    if lock and ctx.lock_rows:
+        query = query.with_for_update()
+    blocker = session.exec(query).first()
+    if blocker is None:
+        raise NotFound(f"There is no blocker {blocker_id}.")
+    return blocker
+
+
+def roles_of(session: Session, actor: Actor, blocker: Blocker) -> set[str]:
+    if actor.is_system:
+        return {"system"}
+    roles: set[str] = set()
+    unit = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+    project = session.get(Project, blocker.project_id)
+    county = session.get(Unit, project.county_unit_id) if project else None
+    home = unit or county
+    if actor.is_taskforce and home and actor.scope_path and home.path.startswith(actor.scope_path):
+        roles.add("taskforce")
+    if unit and actor.unit_path and unit.path.startswith(actor.unit_path):
+        roles.add("responsible_unit")
+    if actor.key_id is not None and blocker.created_by_key_id == actor.key_id:
+        roles.add("creator")
+    if actor.unit_id is not None:
+        target = session.exec(
+            select(Escalation.id).where(
+                Escalation.blocker_id == blocker.id,
+                Escalation.target_unit_id == actor.unit_id,
+                Escalation.status.in_(("open", "acknowledged")),
+            )
+        ).first()
+        if target is not None:
+            roles.add("escalation_target")
+    return roles
+
+
+def allowed_actions(
+    session: Session, ctx: EngineContext, blocker: Blocker, actor: Actor | None = None
+) -> list[str]:
+    workflow = ctx.workflows[blocker.workflow]
+    names = workflow.allowed_actions(blocker.state)
+    if actor is None or actor.is_admin:
+        return names
+    roles = roles_of(session, actor, blocker)
+    return [n for n in names if roles & set(workflow.definition.actions[n].actors)]
+
+
+def create_blocker(
+    session: Session,
+    ctx: EngineContext,
+    actor: Actor,
+    fields: dict[str, Any],
+    workflow: str | None = None,
+) -> Blocker:
+    """A new blocker in the definition's initial state, with the first link of its chain."""
+    name = workflow or ctx.default_workflow
+    if name not in ctx.workflows:
+        raise InvalidPayload(
+            f"workflow: there is no workflow definition '{name}'.", field="workflow"
+        )
+    now = ctx.clock.now()
+    blocker = Blocker(
+        **fields,
+        workflow=name,
+        state=ctx.workflows[name].definition.initial,
+        created_by_key_id=actor.key_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(blocker)
+    session.flush()
+    append_event(
+        session,
+        blocker,
+        at=now,
+        actor=actor.name,
+        api_key_id=actor.key_id,
+        officer_id=actor.officer_id,
+        action="create",
+        state_before=None,
+        state_after=blocker.state,
+        payload={k: v for k, v in fields.items() if v is not None and k != "project_id"},
+    )
+    enqueue_webhooks(
+        session,
+        blocker=blocker,
+        event_type="blocker.created",
+        body={"blocker_id": blocker.id, "state": blocker.state},
+        now=now,
+    )
+    session.flush()
+    return blocker
+
+
+def apply(
+    session: Session,
+    ctx: EngineContext,
+    blocker_id: int,
+    action: str,
+    actor: Actor,
+    payload: dict[str, Any] | None = None,
+    *,
+    expected_version: int | None = None,
+    timer: Timer | None = None,
+) -> Blocker:
+    payload = dict(payload or {})
+    blocker = load_blocker(session, ctx, blocker_id, lock=True)
+    if expected_version is not None and blocker.version != expected_version:
+        raise StaleVersion(
+            f"The blocker is at version {blocker.version}, not {expected_version}; "
+            "read it again and retry.",
+            current_version=blocker.version,
+        )
+    workflow = ctx.workflows[blocker.workflow]
+    spec = workflow.definition.actions.get(action)
+    if (
+        spec is None
+        or blocker.state not in spec.from_
+        or (spec.system_only and not actor.is_system)
+    ):
+        raise NotAllowed(
+            f"'{action}' is not allowed while the blocker is {blocker.state}.",
+            allowed_actions=allowed_actions(session, ctx, blocker, actor),
+            state=blocker.state,
+        )
+    if not actor.is_admin and not (roles_of(session, actor, blocker) & set(spec.actors)):
+        raise Forbidden(
+            f"This key may not '{action}' this blocker (allowed: {', '.join(spec.actors)})."
+        )
+    for name in spec.requires:
+        if payload.get(name) is None or payload.get(name) == "":
+            raise InvalidPayload(f"{name}: required for '{action}'.", field=name)
+
+    now = ctx.clock.now()
+    cal = ctx.calendars.get(session)
+    branch = workflow.branch_for(action, payload)
+    before = blocker.state
+    after = workflow.fire(before, action, payload)
+    run = effects.Run(
+        session=session,
+        ctx=ctx,
+        workflow=workflow,
+        blocker=blocker,
+        actor=actor,
+        payload=payload,
+        now=now,
+        cal=cal,
+        spec=spec,
+        timer=timer,
+    )
+    for name in list(spec.effects) + list(branch.effects):
+        effects.REGISTRY[name](run)
+
+    blocker.state = after
+    blocker.version += 1
+    blocker.updated_at = now
+    if after != before and workflow.definition.states[after].final:
+        blocker.closed_at = now
+    event_payload = {k: v for k, v in payload.items() if v is not None}
+    event_payload.update(run.recorded)
+    event = append_event(
+        session,
+        blocker,
+        at=now,
+        actor=actor.name,
+        api_key_id=actor.key_id,
+        officer_id=actor.officer_id,
+        action=action,
+        state_before=before,
+        state_after=after,
+        payload=event_payload,
+    )
+    _reschedule(
+        session, workflow, blocker, before, after, event.seq, now, cal, spec.restart, timer, run
+    )
+    _notify(
+        session,
+        ctx,
+        workflow,
+        blocker,
+        action,
+        list(spec.notify) + list(branch.notify),
+        run,
+        now,
+        cal,
+        event.seq,
+    )
+    session.flush()
+    return blocker
+
+
+def _reschedule(
+    session, workflow: Workflow, blocker, before, after, seq, now, cal, restart, timer, run
+) -> None:
+    definition = workflow.definition
+    if after != before:
+        cancel_pending(session, blocker.id)
+        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now):
+            session.add(t)
+        return
+    if run.deadline_changed:
+        kinds = {t.kind for t in definition.states[after].timers if t.anchor == "deadline"}
+        cancel_pending(session, blocker.id, kinds)
+        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now, kinds):
+            session.add(t)
+    if restart:
+        cancel_pending(session, blocker.id, set(restart))
+        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now, set(restart)):
+            session.add(t)
+    if timer is not None:
+        spec = next((s for s in definition.states[after].timers if s.kind == timer.kind), None)
+        n = int(timer.payload.get("n", 1))
+        if (
+            spec is not None
+            and spec.repeat is not None
+            and (spec.repeat.max is None or n < spec.repeat.max)
+        ):
+            base = datetime.fromisoformat(timer.payload["base"])
+            nxt = make_timer(
+                spec, cal, blocker, after, base, int(timer.payload["enter_seq"]), n + 1
+            )
+            if nxt is not None:
+                session.add(nxt)
+
+
+def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, seq) -> None:
+    unit = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+    for notify in notifies:
+        if notify.to == "responsible_unit":
+            target = unit
+        elif notify.to == "escalation_target":
+            target = run.escalated_to
+        else:
+            target = effects.taskforce_for(session, blocker)
+        if target is None:
+            continue
+        urgent = notify.urgent or (run.timer is not None and run.timer.urgent)
+        not_before = now if urgent else cal.next_office_open(now, ctx.office_open, ctx.office_close)
+        context = message_context(session, blocker, cal, now, action=action, seq=seq)
+        enqueue_for_unit(
+            session,
+            blocker=blocker,
+            unit=target,
+            template=notify.template,
+            event_type=f"blocker.{action}",
+            context=context,
+            not_before=not_before,
+            urgent=urgent,
+        )
+    body = {
+        "blocker_id": blocker.id,
+        "action": action,
+        "state": blocker.state,
+        "escalation_level": blocker.escalation_level,
+        "version": blocker.version,
+        "seq": seq,
+        "at": now.isoformat(),
+    }
+    enqueue_webhooks(session, blocker=blocker, event_type=f"blocker.{action}", body=body, now=now)
+    if run.escalated_to is not None:
+        enqueue_webhooks(
+            session, blocker=blocker, event_type="blocker.escalated", body=body, now=now
+        )

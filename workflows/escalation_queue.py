@@ -1,0 +1,50 @@
+"""Working the escalation queue: acknowledge and handle, each also a blocker event."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from service.models import Escalation
+from workflows.audit import append_event
+from workflows.context import EngineContext
+from workflows.engine import Actor, load_blocker
+from workflows.errors import NotAllowed
+
+NEXT = {"acknowledge": ("open",), "handle": ("open", "acknowledged")}
+
+
+def record_queue_action(
+    session: Session,
+    ctx: EngineContext,
+    entry: Escalation,
+    kind: str,
+    actor: Actor,
+    note: str | None,
+) -> None:
+    if entry.status not in NEXT[kind]:
+        allowed = [k for k, sources in NEXT.items() if entry.status in sources]
+        raise NotAllowed(
+            f"This escalation is {entry.status}; it cannot be {kind}d.", allowed_actions=allowed
+        )
+    blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
+    now = ctx.clock.now()
+    if kind == "acknowledge":
+        entry.status, entry.acknowledged_at, entry.acknowledged_by = "acknowledged", now, actor.name
+    else:
+        entry.status, entry.handled_at, entry.handled_by = "handled", now, actor.name
+    entry.note = note or entry.note
+    blocker.version += 1
+    blocker.updated_at = now
+    append_event(
+        session,
+        blocker,
+        at=now,
+        actor=actor.name,
+        api_key_id=actor.key_id,
+        officer_id=actor.officer_id,
+        action=f"escalation_{kind}",
+        state_before=blocker.state,
+        state_after=blocker.state,
+        payload={"escalation_id": entry.id, "level": entry.level, "note": note},
+    )
+    session.flush()

@@ -1,0 +1,135 @@
+"""Timers as rows: plan them from the definition, cancel them, and sweep the due ones.
+
+Nothing about timers is held in memory between sweeps; the sweep claims due rows in
+bounded batches (FOR UPDATE SKIP LOCKED on PostgreSQL, the single writer on SQLite),
+re-checks each, and fires it through the engine's one gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from service.models import Blocker, Timer
+from workflows.calendar import WorkingDayCalendar
+from workflows.definition import Definition, TimerSpec
+
+log = logging.getLogger("duban.timers")
+
+
+def _at(cal: WorkingDayCalendar, day, at: str) -> datetime:
+    return cal.end_of_day(day) if at == "end" else cal.at_local(day, at)
+
+
+def due_at_for(
+    spec: TimerSpec, cal: WorkingDayCalendar, blocker: Blocker, base: datetime, step: int
+) -> datetime | None:
+    """When step `step` (1-based) of this timer falls due, or None if it does not apply."""
+    if spec.anchor == "deadline":
+        if blocker.deadline is None or blocker.due_at is None:
+            return None
+        if spec.working_days == 0 or spec.hours == 0:
+            return blocker.due_at
+        if spec.hours is not None:
+            return blocker.due_at + timedelta(hours=spec.hours)
+        days = spec.working_days or 0
+        day = (
+            cal.subtract_working_days(blocker.deadline, -days)
+            if days < 0
+            else cal.add_working_days(blocker.deadline, days)
+        )
+        return _at(cal, day, spec.at)
+    if spec.hours is not None:
+        return base + timedelta(hours=spec.hours * step)
+    start = cal.local_date(base)
+    days = spec.working_days or 0
+    if step > 1 and spec.repeat is not None:
+        days += spec.repeat.working_days * (step - 1)
+    due = _at(cal, cal.add_working_days(start, days), spec.at)
+    if due <= base:
+        # e.g. "acknowledge the same working day" assigned after hours: the next working day.
+        due = _at(cal, cal.add_working_days(start, days + 1), spec.at)
+    return due
+
+
+def plan_state_timers(
+    definition: Definition,
+    cal: WorkingDayCalendar,
+    blocker: Blocker,
+    state: str,
+    entered_at: datetime,
+    enter_seq: int,
+    now: datetime,
+    kinds: set[str] | None = None,
+) -> list[Timer]:
+    timers = []
+    for spec in definition.states[state].timers:
+        if kinds is not None and spec.kind not in kinds:
+            continue
+        timer = make_timer(spec, cal, blocker, state, entered_at, enter_seq, 1)
+        if timer is None:
+            continue
+        # A reminder before the deadline that is already in the past no longer applies;
+        # the deadline itself always does.
+        if spec.anchor == "deadline" and timer.due_at <= now and spec.working_days != 0:
+            continue
+        timers.append(timer)
+    return timers
+
+
+def make_timer(
+    spec: TimerSpec,
+    cal: WorkingDayCalendar,
+    blocker: Blocker,
+    state: str,
+    base: datetime,
+    enter_seq: int,
+    step: int,
+) -> Timer | None:
+    due = due_at_for(spec, cal, blocker, base, step)
+    if due is None:
+        return None
+    return Timer(
+        blocker_id=blocker.id,
+        kind=spec.kind,
+        step=f"{enter_seq}.{step}",
+        due_at=due,
+        urgent=spec.urgent,
+        payload={
+            "state": state,
+            "action": spec.action,
+            "n": step,
+            "base": base.isoformat(),
+            "enter_seq": enter_seq,
+        },
+    )
+
+
+def cancel_pending(session: Session, blocker_id: int, kinds: set[str] | None = None) -> None:
+    stmt = update(Timer).where(Timer.blocker_id == blocker_id, Timer.status == "pending")
+    if kinds is not None:
+        stmt = stmt.where(Timer.kind.in_(kinds))
+    session.execute(stmt.values(status="cancelled").execution_options(synchronize_session=False))
+
+
+def pending_timers(session: Session, blocker_id: int) -> list[Timer]:
+    return list(
+        session.exec(
+            select(Timer)
+            .where(Timer.blocker_id == blocker_id, Timer.status == "pending")
+            .order_by(Timer.due_at, Timer.id)
+        )
+    )
+
+
+def next_due(session: Session, until: datetime | None = None) -> datetime | None:
+    query = select(func.min(Timer.due_at)).where(Timer.status == "pending")
+    if until is not None:
+        query = query.where(Timer.due_at <= until)
+    value = session.exec(query).one()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
