@@ -19,7 +19,9 @@ import pytest
 
 from service import migrations
 
-PG_ADMIN_DSN = os.environ.get("DUBAN_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "DUBAN_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 PG_URL_BASE = os.environ.get("DUBAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 RUN_ID = uuid.uuid4().hex[:8]
 BACKENDS = ["sqlite", "postgres"]

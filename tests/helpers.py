@@ -65,12 +65,33 @@ def create_blocker(client, project="P1", headers=ADMIN, **extra):
 def city(client) -> dict[str, Any]:
     """A small city: government, general taskforce, vice mayors, a county with a township."""
     create_unit(client, "xx", "新乡市人民政府", level="city", tags=["city_government"])
-    create_unit(client, "xx-zb", "市综合专班", level="city", kind="taskforce", parent="xx",
-                tags=["general_taskforce"])
-    create_unit(client, "xx-cwfsz", "常务副市长办公室", level="city", kind="leader", parent="xx",
-                tags=["executive_vice_mayor"])
-    create_unit(client, "xx-fsz-land", "分管副市长（自然资源）", level="city", kind="leader",
-                parent="xx", tags=["sector:用地"])
+    create_unit(
+        client,
+        "xx-zb",
+        "市综合专班",
+        level="city",
+        kind="taskforce",
+        parent="xx",
+        tags=["general_taskforce"],
+    )
+    create_unit(
+        client,
+        "xx-cwfsz",
+        "常务副市长办公室",
+        level="city",
+        kind="leader",
+        parent="xx",
+        tags=["executive_vice_mayor"],
+    )
+    create_unit(
+        client,
+        "xx-fsz-land",
+        "分管副市长（自然资源）",
+        level="city",
+        kind="leader",
+        parent="xx",
+        tags=["sector:用地"],
+    )
     create_unit(client, "wy", "原阳县人民政府", parent="xx")
     create_unit(client, "wy-zrzy", "原阳县自然资源局", kind="department", parent="wy")
     create_unit(client, "hj", "获嘉县人民政府", parent="xx")

@@ -268,6 +268,9 @@ def _action_route(action: str, body_model: type[Strict], summary: str) -> None:
             request, response, session, caller, blocker_id, action, payload, if_match
         )
 
+    # Annotations are strings under `from __future__ import annotations`; the body model
+    # is a local, so hand FastAPI the real type.
+    handler.__annotations__["body"] = Annotated[body_model | None, Body()]
     handler.__name__ = f"{action}_blocker"
     router.add_api_route(
         f"/{{blocker_id}}/{action}",

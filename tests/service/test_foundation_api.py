@@ -5,7 +5,16 @@ from __future__ import annotations
 from sqlmodel import select
 
 from service.models import Unit
-from tests.helpers import ADMIN, city, create_blocker, create_key, create_project, create_unit, make_client, ok
+from tests.helpers import (
+    ADMIN,
+    city,
+    create_blocker,
+    create_key,
+    create_project,
+    create_unit,
+    make_client,
+    ok,
+)
 
 
 def test_units_officers_projects_blockers_round_trip(db_url):
@@ -17,7 +26,9 @@ def test_units_officers_projects_blockers_round_trip(db_url):
         assert codes == ["xx", "xx-zb", "xx-cwfsz"]
         page = ok(client.get("/api/v1/units?limit=3", headers=ADMIN))
         rest = ok(client.get(f"/api/v1/units?limit=50&cursor={page['next_cursor']}", headers=ADMIN))
-        assert [u["code"] for u in rest["items"]][0] == "xx-fsz-land" and rest["next_cursor"] is None
+        assert [u["code"] for u in rest["items"]][0] == "xx-fsz-land" and rest[
+            "next_cursor"
+        ] is None
         project = create_project(client, "P1", "wy", total_investment=12000.5)
         assert project["county"] == "wy" and project["light"] == "green"
         blocker = create_blocker(client, "P1", description="林地手续未办结")
@@ -27,25 +38,54 @@ def test_units_officers_projects_blockers_round_trip(db_url):
         assert detail.headers["etag"] == '"1"'
         body = ok(detail)
         assert [e["action"] for e in body["timeline"]] == ["create"] and body["timers"] == []
-        assert ok(client.get("/api/v1/projects/P1", headers=ADMIN))["blockers"][0]["id"] == blocker["id"]
+        assert (
+            ok(client.get("/api/v1/projects/P1", headers=ADMIN))["blockers"][0]["id"]
+            == blocker["id"]
+        )
 
 
 def test_bad_input_names_the_field_and_writes_nothing(db_url):
     with make_client(db_url) as client:
         create_unit(client, "xx", level="city")
         cases = [
-            ({"code": "a", "name": "a", "level": "county", "kind": "government", "parent": "nope"}, 422, "parent"),
-            ({"code": "xx", "name": "dup", "level": "city", "kind": "government", "parent": None}, 409, "code"),
+            (
+                {
+                    "code": "a",
+                    "name": "a",
+                    "level": "county",
+                    "kind": "government",
+                    "parent": "nope",
+                },
+                422,
+                "parent",
+            ),
+            (
+                {
+                    "code": "xx",
+                    "name": "dup",
+                    "level": "city",
+                    "kind": "government",
+                    "parent": None,
+                },
+                409,
+                "code",
+            ),
             ({"code": "b", "level": "county", "kind": "government"}, 422, "name"),
             ({"code": "c", "name": "c", "level": 5, "kind": "government"}, 422, "level"),
-            ({"code": "d", "name": "d", "level": "county", "kind": "government", "state": "x"}, 422, "state"),
+            (
+                {"code": "d", "name": "d", "level": "county", "kind": "government", "state": "x"},
+                422,
+                "state",
+            ),
         ]
         for body, status, field in cases:
             response = client.post("/api/v1/units", json=body, headers=ADMIN)
             assert response.status_code == status, response.text
             assert response.headers["content-type"].startswith("application/problem+json")
             assert field in response.json()["detail"]
-        malformed = client.post("/api/v1/units", content=b"{nope", headers={**ADMIN, "content-type": "application/json"})
+        malformed = client.post(
+            "/api/v1/units", content=b"{nope", headers={**ADMIN, "content-type": "application/json"}
+        )
         assert malformed.status_code == 400
         with client.app.state.db.unit_of_work(readonly=True) as session:
             assert [u.code for u in session.exec(select(Unit))] == ["xx"]
@@ -55,7 +95,10 @@ def test_auth_keys_are_hashed_shown_once_and_scoped(db_url):
     with make_client(db_url) as client:
         city(client)
         assert client.get("/api/v1/units").status_code == 401
-        assert client.get("/api/v1/units", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert (
+            client.get("/api/v1/units", headers={"Authorization": "Bearer wrong"}).status_code
+            == 401
+        )
         reader = create_key(client, "wy", scopes=["read"])
         writer = create_key(client, "wy")
         secret = reader["Authorization"].split()[1]
@@ -68,12 +111,30 @@ def test_auth_keys_are_hashed_shown_once_and_scoped(db_url):
         assert ok(client.get("/api/v1/units/wy-zrzy", headers=reader))["code"] == "wy-zrzy"
         assert client.get("/api/v1/units/hj", headers=reader).status_code == 404
         create_project(client, "P1", "wy", headers=writer)
-        assert client.post("/api/v1/projects", json={"code": "P2", "name": "n", "category": "c", "county": "wy"},
-                           headers=reader).status_code == 403
-        assert client.post("/api/v1/projects", json={"code": "P3", "name": "n", "category": "c", "county": "hj"},
-                           headers=writer).status_code == 403
-        assert client.post("/api/v1/units", json={"code": "z", "name": "z", "level": "county", "kind": "government"},
-                           headers=writer).status_code == 403
+        assert (
+            client.post(
+                "/api/v1/projects",
+                json={"code": "P2", "name": "n", "category": "c", "county": "wy"},
+                headers=reader,
+            ).status_code
+            == 403
+        )
+        assert (
+            client.post(
+                "/api/v1/projects",
+                json={"code": "P3", "name": "n", "category": "c", "county": "hj"},
+                headers=writer,
+            ).status_code
+            == 403
+        )
+        assert (
+            client.post(
+                "/api/v1/units",
+                json={"code": "z", "name": "z", "level": "county", "kind": "government"},
+                headers=writer,
+            ).status_code
+            == 403
+        )
 
 
 def test_health_ready_metrics(db_url):

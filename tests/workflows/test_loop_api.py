@@ -1,0 +1,218 @@
+"""The closed loop over REST with the simulation clock, on both databases."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from service.models import Escalation, Notification, Timer
+from tests.helpers import (
+    ADMIN,
+    advance,
+    city,
+    create_blocker,
+    create_key,
+    create_project,
+    make_client,
+    ok,
+    set_clock,
+)
+
+
+def _assigned(client, days=5, **extra):
+    create_project(client, "P1", "wy")
+    blocker = create_blocker(client, "P1", **extra)
+    body = {"unit": "wy", "deadline": {"working_days": days}}
+    return ok(client.post(f"/api/v1/blockers/{blocker['id']}/assign", json=body, headers=ADMIN))
+
+
+def test_full_loop_with_return_and_close(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        b = _assigned(client, days=5)
+        bid = b["id"]
+        # Assigned Monday 2026-03-02 09:30: 5 working days → Monday 2026-03-09, end of day.
+        assert b["state"] == "assigned" and b["deadline"] == "2026-03-09"
+        assert b["due_at"] == "2026-03-09T23:59:59+08:00" and b["version"] == 2
+        unit_key = create_key(client, "wy")
+        tf_key = create_key(client, "xx-zb")
+        # The taskforce may not acknowledge for the unit; the unit may not verify.
+        assert (
+            client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=tf_key).status_code
+            == 403
+        )
+        b = ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=unit_key))
+        assert b["state"] == "supervised"
+        detail = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        kinds = sorted(t["kind"] for t in detail["timers"])
+        assert kinds == [
+            "deadline",
+            "feedback_due",
+            "remind_before_deadline_1",
+            "remind_before_deadline_3",
+        ]
+        b = ok(
+            client.post(
+                f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=unit_key
+            )
+        )
+        assert b["state"] == "resolved"
+        refused = client.post(
+            f"/api/v1/blockers/{bid}/verify",
+            json={"satisfied": False, "note": "企业不满意"},
+            headers=unit_key,
+        )
+        assert refused.status_code == 403
+        b = ok(
+            client.post(
+                f"/api/v1/blockers/{bid}/verify",
+                json={"satisfied": False, "note": "企业不满意", "deadline": {"working_days": 3}},
+                headers=tf_key,
+            )
+        )
+        assert (
+            b["state"] == "supervised" and b["return_count"] == 1 and b["deadline"] == "2026-03-05"
+        )
+        ok(
+            client.post(
+                f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已整改"}, headers=unit_key
+            )
+        )
+        ok(
+            client.post(
+                f"/api/v1/blockers/{bid}/verify",
+                json={"satisfied": True, "note": "满意"},
+                headers=tf_key,
+            )
+        )
+        b = ok(client.post(f"/api/v1/blockers/{bid}/close", json={"note": "销号"}, headers=tf_key))
+        assert b["state"] == "closed" and b["closed_at"]
+        detail = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert [e["action"] for e in detail["timeline"]] == [
+            "create",
+            "assign",
+            "acknowledge",
+            "report_resolved",
+            "verify",
+            "report_resolved",
+            "verify",
+            "close",
+        ]
+        assert [e["seq"] for e in detail["timeline"]] == list(range(1, 9))
+        assert detail["timers"] == []
+
+
+def test_not_allowed_is_409_and_stale_version_is_412_and_change_nothing(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        b = create_blocker(client, "P1")
+        response = client.post(f"/api/v1/blockers/{b['id']}/close", json={}, headers=ADMIN)
+        assert response.status_code == 409
+        assert response.json()["allowed_actions"] == ["assign", "withdraw"]
+        stale = client.post(
+            f"/api/v1/blockers/{b['id']}/assign",
+            json={"unit": "wy", "deadline": {"working_days": 3}},
+            headers={**ADMIN, "If-Match": '"7"'},
+        )
+        assert stale.status_code == 412
+        after = ok(client.get(f"/api/v1/blockers/{b['id']}", headers=ADMIN))
+        assert (
+            after["version"] == 1 and after["state"] == "collected" and len(after["timeline"]) == 1
+        )
+        fresh = client.post(
+            f"/api/v1/blockers/{b['id']}/assign",
+            json={"unit": "wy", "deadline": {"working_days": 3}},
+            headers={**ADMIN, "If-Match": '"1"'},
+        )
+        assert fresh.status_code == 200 and fresh.headers["etag"] == '"2"'
+
+
+def test_deadline_escalates_and_climbs_the_ladder_exactly_once(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        b = _assigned(client, days=2)
+        bid = b["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        # Deadline Wednesday 2026-03-04 end of day; move to Thursday morning.
+        fired = advance(client, "P2DT23H")["fired"]
+        assert fired >= 2  # the 1-day reminder and the deadline itself
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert b["state"] == "deadline" and b["escalation_level"] == 1 and b["overdue"] is True
+        deadline_event = next(e for e in b["timeline"] if e["action"] == "deadline_passed")
+        assert deadline_event["at"] == "2026-03-04T23:59:59+08:00"
+        assert deadline_event["actor"] == "system:timer"
+        tf_key = create_key(client, "xx-zb")
+        queue = ok(client.get("/api/v1/escalations", headers=tf_key))["items"]
+        assert [(q["blocker_id"], q["level"], q["reason"], q["unit"]) for q in queue] == [
+            (bid, 1, "overdue", "xx-zb")
+        ]
+        # Every 3 working days one more level: level 2 goes to the 用地 deputy mayor, then city government.
+        advance(client, "P30D")
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert b["escalation_level"] == 3
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            entries = list(session.exec(select(Escalation).order_by(Escalation.level)))
+            assert [(e.level, e.reason) for e in entries] == [
+                (1, "overdue"),
+                (2, "stuck"),
+                (3, "stuck"),
+            ]
+            fired_steps = list(
+                session.exec(
+                    select(Timer.blocker_id, Timer.kind, Timer.step).where(Timer.status == "fired")
+                )
+            )
+            assert len(fired_steps) == len(set(fired_steps))
+        escalated_to = [
+            e["payload"]["escalations"][0]["to"]
+            for e in b["timeline"]
+            if "escalations" in e["payload"]
+        ]
+        assert escalated_to == ["xx-zb", "xx-fsz-land", "xx"]
+        # Handling the queue entry is recorded on the timeline; resolution closes the rest.
+        entry = queue[0]
+        handled = ok(
+            client.post(
+                f"/api/v1/escalations/{entry['id']}/handle", json={"note": "已协调"}, headers=tf_key
+            )
+        )
+        assert handled["status"] == "handled" and handled["handled_by"].startswith("key:")
+        ok(
+            client.post(
+                f"/api/v1/blockers/{bid}/report_resolved", json={"note": "办结"}, headers=ADMIN
+            )
+        )
+        open_entries = ok(client.get("/api/v1/escalations?status=open", headers=ADMIN))["items"]
+        assert open_entries == []
+
+
+def test_request_escalation_and_city_authority(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        b = _assigned(client, days=10, authority_level="city")
+        assert b["escalation_level"] == 1
+        unit_key = create_key(client, "wy")
+        b = ok(
+            client.post(
+                f"/api/v1/blockers/{b['id']}/request_escalation",
+                json={"reason": "需市级层面协调"},
+                headers=unit_key,
+            )
+        )
+        assert b["escalation_level"] == 2
+        # The receiving leader office now sees the blocker (escalated to it) although outside its subtree.
+        leader_key = create_key(client, "xx-fsz-land")
+        assert ok(client.get(f"/api/v1/blockers/{b['id']}", headers=leader_key))["id"] == b["id"]
+
+
+def test_unacknowledged_twice_escalates_and_reminders_respect_office_hours(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        b = _assigned(client, days=10)
+        set_clock(client, "2026-03-05T08:00:00+08:00")
+        b = ok(client.get(f"/api/v1/blockers/{b['id']}", headers=ADMIN))
+        actions = [e["action"] for e in b["timeline"]]
+        assert actions.count("acknowledge_missed") == 2
+        assert b["escalation_level"] == 1
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            assert session.exec(select(Notification)).first() is None  # no channels configured
