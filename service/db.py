@@ -82,10 +82,9 @@ class Database:
         with Session(engine, expire_on_commit=False) as session:
             try:
                 yield session
-                if readonly:
-                    session.rollback()
-                else:
+                if not readonly:
                     session.commit()
+                # A read-only unit of work just closes: its objects stay readable, detached.
             except BaseException:
                 session.rollback()
                 raise

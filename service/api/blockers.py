@@ -31,6 +31,7 @@ from service.api.common import (
 )
 from service.auth import require_scope
 from service.deps import Caller, ReadSession, WriteSession
+from service.idempotency import idempotent
 from service.models import Blocker, Project, Unit
 from service.problems import Problem
 from workflows import engine
@@ -152,43 +153,52 @@ def _run_action(
     return blocker_out(session, blocker, request)
 
 
-@router.post("", status_code=201, response_model=BlockerOut)
-def create_blocker(
-    body: BlockerCreate, request: Request, response: Response, session: WriteSession, caller: Caller
-) -> BlockerOut:
-    """Report a blocker (问题事项); it starts in state `collected`."""
+@router.post(
+    "",
+    status_code=201,
+    response_model=BlockerOut,
+    responses={200: {"description": "Already created (same external_ref or Idempotency-Key)"}},
+)
+def create_blocker(body: BlockerCreate, request: Request, session: WriteSession, caller: Caller):
+    """Report a blocker (问题事项); it starts in state `collected`.
+
+    Send `Idempotency-Key` to make retries safe; a known `external_ref` from the same
+    system answers the existing blocker (200) instead of creating a twin.
+    """
     require_scope(caller, "write")
-    project = session.exec(select(Project).where(Project.code == body.project)).first()
-    if project is None:
-        raise Problem(
-            422, f"project: there is no project with code '{body.project}'.", field="project"
-        )
-    county = session.get(Unit, project.county_unit_id)
-    if not caller.sees_path(county.path if county else None):
-        raise Problem(
-            403, f"project: '{body.project}' is outside this key's jurisdiction.", field="project"
-        )
-    if body.external_ref:
-        twin = session.exec(
-            select(Blocker).where(
-                Blocker.source == caller.source, Blocker.external_ref == body.external_ref
+
+    def create() -> tuple[int, BlockerOut]:
+        project = session.exec(select(Project).where(Project.code == body.project)).first()
+        if project is None:
+            raise Problem(
+                422, f"project: there is no project with code '{body.project}'.", field="project"
             )
-        ).first()
-        if twin is not None:
-            response.status_code = 200
-            response.headers["ETag"] = f'"{twin.version}"'
-            return blocker_out(session, twin, request)
-    fields = body.model_dump(exclude={"project", "workflow"})
-    fields.update(project_id=project.id, source=caller.source)
-    try:
-        blocker = engine.create_blocker(
-            session, request.app.state.ctx, actor_for(caller), fields, body.workflow
-        )
-    except engine.EngineError as exc:
-        raise Problem(exc.status, exc.detail, **exc.extra) from exc
-    response.headers["ETag"] = f'"{blocker.version}"'
-    response.headers["Location"] = f"/api/v1/blockers/{blocker.id}"
-    return blocker_out(session, blocker, request)
+        county = session.get(Unit, project.county_unit_id)
+        if not caller.sees_path(county.path if county else None):
+            raise Problem(
+                403,
+                f"project: '{body.project}' is outside this key's jurisdiction.",
+                field="project",
+            )
+        if body.external_ref:
+            twin = session.exec(
+                select(Blocker).where(
+                    Blocker.source == caller.source, Blocker.external_ref == body.external_ref
+                )
+            ).first()
+            if twin is not None:
+                return 200, blocker_out(session, twin, request)
+        fields = body.model_dump(exclude={"project", "workflow"})
+        fields.update(project_id=project.id, source=caller.source)
+        try:
+            blocker = engine.create_blocker(
+                session, request.app.state.ctx, actor_for(caller), fields, body.workflow
+            )
+        except engine.EngineError as exc:
+            raise Problem(exc.status, exc.detail, **exc.extra) from exc
+        return 201, blocker_out(session, blocker, request)
+
+    return idempotent(request, session, caller, body, create)
 
 
 @router.get("", response_model=Page[BlockerOut])

@@ -21,6 +21,7 @@ from service.api.common import (
 )
 from service.auth import require_scope
 from service.deps import Caller, ReadSession, WriteSession
+from service.idempotency import idempotent
 from service.models import Officer, Unit
 from service.problems import Problem
 
@@ -62,16 +63,18 @@ def officer_out(session: Session, officer: Officer, request: Request) -> Officer
 
 
 @router.post("", status_code=201, response_model=OfficerOut)
-def create_officer(
-    body: OfficerCreate, request: Request, session: WriteSession, caller: Caller
-) -> OfficerOut:
+def create_officer(body: OfficerCreate, request: Request, session: WriteSession, caller: Caller):
     """Register an officer (责任人) of a unit; admin scope."""
     require_scope(caller, "admin")
-    unit = unit_by_code(session, body.unit)
-    officer = Officer(**body.model_dump(exclude={"unit"}), unit_id=unit.id)
-    session.add(officer)
-    session.flush()
-    return officer_out(session, officer, request)
+
+    def create() -> tuple[int, OfficerOut]:
+        unit = unit_by_code(session, body.unit)
+        officer = Officer(**body.model_dump(exclude={"unit"}), unit_id=unit.id)
+        session.add(officer)
+        session.flush()
+        return 201, officer_out(session, officer, request)
+
+    return idempotent(request, session, caller, body, create)
 
 
 @router.get("", response_model=Page[OfficerOut])

@@ -22,6 +22,7 @@ from service.api.common import (
 )
 from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, WriteSession
+from service.idempotency import idempotent
 from service.models import Blocker, Officer, Project, Unit
 from service.problems import Problem
 
@@ -111,28 +112,35 @@ def visible_project_or_404(session: Session, caller: Principal, code: str) -> Pr
 
 
 @router.post("", status_code=201, response_model=ProjectOut)
-def create_project(
-    body: ProjectCreate, request: Request, session: WriteSession, caller: Caller
-) -> ProjectOut:
+def create_project(body: ProjectCreate, request: Request, session: WriteSession, caller: Caller):
     """Register a project (项目); write scope within the county's jurisdiction."""
     require_scope(caller, "write")
-    county = unit_by_code(session, body.county, "county")
-    if not caller.sees_path(county.path):
-        raise Problem(
-            403, f"county: '{body.county}' is outside this key's jurisdiction.", field="county"
-        )
-    if session.exec(select(Project.id).where(Project.code == body.code)).first() is not None:
-        raise Problem(409, f"code: a project with code '{body.code}' already exists.", field="code")
-    if body.leader_officer_id is not None and session.get(Officer, body.leader_officer_id) is None:
-        raise Problem(
-            422,
-            f"leader_officer_id: there is no officer {body.leader_officer_id}.",
-            field="leader_officer_id",
-        )
-    project = Project(**body.model_dump(exclude={"county"}), county_unit_id=county.id)
-    session.add(project)
-    session.flush()
-    return project_out(session, project, request)
+
+    def create() -> tuple[int, ProjectOut]:
+        county = unit_by_code(session, body.county, "county")
+        if not caller.sees_path(county.path):
+            raise Problem(
+                403, f"county: '{body.county}' is outside this key's jurisdiction.", field="county"
+            )
+        if session.exec(select(Project.id).where(Project.code == body.code)).first() is not None:
+            raise Problem(
+                409, f"code: a project with code '{body.code}' already exists.", field="code"
+            )
+        if (
+            body.leader_officer_id is not None
+            and session.get(Officer, body.leader_officer_id) is None
+        ):
+            raise Problem(
+                422,
+                f"leader_officer_id: there is no officer {body.leader_officer_id}.",
+                field="leader_officer_id",
+            )
+        project = Project(**body.model_dump(exclude={"county"}), county_unit_id=county.id)
+        session.add(project)
+        session.flush()
+        return 201, project_out(session, project, request)
+
+    return idempotent(request, session, caller, body, create)
 
 
 @router.get("", response_model=Page[ProjectOut])

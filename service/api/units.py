@@ -22,6 +22,7 @@ from service.api.common import (
 )
 from service.auth import require_scope
 from service.deps import Caller, ReadSession, WriteSession
+from service.idempotency import idempotent
 from service.models import Unit
 from service.problems import Problem
 
@@ -76,36 +77,40 @@ def unit_out(session: Session, unit: Unit, request: Request) -> UnitOut:
 
 
 @router.post("", status_code=201, response_model=UnitOut, responses={409: ERROR_RESPONSES[403]})
-def create_unit(
-    body: UnitCreate, request: Request, session: WriteSession, caller: Caller
-) -> UnitOut:
+def create_unit(body: UnitCreate, request: Request, session: WriteSession, caller: Caller):
     """Create a unit (单位) under a parent; admin scope."""
     require_scope(caller, "admin")
-    if any(len(tag) > 64 for tag in body.tags):
-        raise Problem(422, "tags: each tag is at most 64 characters.", field="tags")
-    if session.exec(select(Unit.id).where(Unit.code == body.code)).first() is not None:
-        raise Problem(409, f"code: a unit with code '{body.code}' already exists.", field="code")
-    parent = unit_by_code(session, body.parent, "parent") if body.parent else None
-    if parent is not None and LEVEL_RANK[body.level] > LEVEL_RANK[parent.level]:
-        raise Problem(
-            422,
-            f"level: a {body.level}-level unit cannot sit under the {parent.level}-level "
-            f"unit '{parent.code}'.",
-            field="level",
+
+    def create() -> tuple[int, UnitOut]:
+        if any(len(tag) > 64 for tag in body.tags):
+            raise Problem(422, "tags: each tag is at most 64 characters.", field="tags")
+        if session.exec(select(Unit.id).where(Unit.code == body.code)).first() is not None:
+            raise Problem(
+                409, f"code: a unit with code '{body.code}' already exists.", field="code"
+            )
+        parent = unit_by_code(session, body.parent, "parent") if body.parent else None
+        if parent is not None and LEVEL_RANK[body.level] > LEVEL_RANK[parent.level]:
+            raise Problem(
+                422,
+                f"level: a {body.level}-level unit cannot sit under the {parent.level}-level "
+                f"unit '{parent.code}'.",
+                field="level",
+            )
+        unit = Unit(
+            code=body.code,
+            name=body.name,
+            level=body.level,
+            kind=body.kind,
+            parent_id=parent.id if parent else None,
+            tags=body.tags,
         )
-    unit = Unit(
-        code=body.code,
-        name=body.name,
-        level=body.level,
-        kind=body.kind,
-        parent_id=parent.id if parent else None,
-        tags=body.tags,
-    )
-    session.add(unit)
-    session.flush()
-    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
-    session.flush()
-    return unit_out(session, unit, request)
+        session.add(unit)
+        session.flush()
+        unit.path = f"{parent.path if parent else '/'}{unit.id}/"
+        session.flush()
+        return 201, unit_out(session, unit, request)
+
+    return idempotent(request, session, caller, body, create)
 
 
 @router.get("", response_model=Page[UnitOut])

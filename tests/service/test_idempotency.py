@@ -1,0 +1,77 @@
+"""Idempotent creation: retries with the same key never create twins, on both databases."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from sqlmodel import func, select
+
+from service.models import Blocker
+from tests.helpers import ADMIN, city, create_project, make_client, ok
+from tests.live import live_server
+
+BODY = {"project": "P1", "title": "施工许可证办理", "category": "手续办理"}
+
+
+def test_same_key_same_body_replays_and_other_body_is_422(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        headers = {**ADMIN, "Idempotency-Key": "k-1"}
+        first = client.post("/api/v1/blockers", json=BODY, headers=headers)
+        again = client.post("/api/v1/blockers", json=BODY, headers=headers)
+        assert first.status_code == again.status_code == 201
+        assert first.json()["id"] == again.json()["id"]
+        other = client.post(
+            "/api/v1/blockers", json={**BODY, "title": "另一个问题"}, headers=headers
+        )
+        assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+        # A failed first attempt does not burn the key.
+        bad = client.post(
+            "/api/v1/blockers",
+            json={**BODY, "project": "NOPE"},
+            headers={**ADMIN, "Idempotency-Key": "k-2"},
+        )
+        assert bad.status_code == 422
+        good = client.post(
+            "/api/v1/blockers",
+            json={**BODY, "project": "P1"},
+            headers={**ADMIN, "Idempotency-Key": "k-2"},
+        )
+        assert good.status_code == 201 and good.json()["id"] != first.json()["id"]
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            assert session.exec(select(func.count()).select_from(Blocker)).one() == 2
+
+
+def test_external_ref_dedupes_per_source(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        a = client.post("/api/v1/blockers", json={**BODY, "external_ref": "GT-1"}, headers=ADMIN)
+        b = client.post("/api/v1/blockers", json={**BODY, "external_ref": "GT-1"}, headers=ADMIN)
+        assert a.status_code == 201 and b.status_code == 200 and a.json()["id"] == b.json()["id"]
+
+
+def test_100_concurrent_identical_posts_create_exactly_one(db_url):
+    with live_server(db_url) as (base, app):
+        with httpx.Client(base_url=base, headers=ADMIN) as client:
+            city(client)
+            create_project(client, "P1", "wy")
+        headers = {**ADMIN, "Idempotency-Key": "burst-1"}
+
+        def post(_):
+            with httpx.Client(base_url=base, timeout=30) as c:
+                return c.post("/api/v1/blockers", json=BODY, headers=headers)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            responses = list(pool.map(post, range(100)))
+        statuses = {r.status_code for r in responses}
+        assert statuses <= {201, 409}, statuses
+        ids = {r.json()["id"] for r in responses if r.status_code == 201}
+        assert len(ids) == 1
+        with app.state.db.unit_of_work(readonly=True) as session:
+            assert session.exec(select(func.count()).select_from(Blocker)).one() == 1
+        # After the burst every retry answers the first response.
+        with httpx.Client(base_url=base) as c:
+            assert ok(c.post("/api/v1/blockers", json=BODY, headers=headers), 201)["id"] in ids
