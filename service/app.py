@@ -25,6 +25,7 @@ from service.api import (
 )
 from service.db import Database
 from service.jobs import Jobs
+from service.limits import LimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.settings import Settings, get_settings
 from workflows.calendar_store import CalendarStore
@@ -109,6 +110,11 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     app.state.metrics = Metrics()
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        LimitsMiddleware,
+        max_body=settings.max_body_bytes,
+        per_minute=settings.rate_limit_per_minute,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for module in (
         health,
