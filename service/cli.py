@@ -67,6 +67,30 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run only the timer sweep (no API): for extra sweepers or a separate worker."""
+    import time
+
+    from service.app import build_context
+    from service.db import Database
+    from workflows.sweep import sweep_once
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    ctx = build_context(settings, db)
+    log = logging.getLogger("duban.sweep")
+    fired_total = 0
+    while True:
+        fired, _ = sweep_once(db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive)
+        fired_total += fired
+        if fired:
+            log.info("fired %d timers (%d in all)", fired, fired_total)
+        if args.once:
+            print(f"duban sweep: fired {fired_total}")
+            return 0
+        time.sleep(settings.sweep_interval_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="duban", description="督办 duban: the closed loop on project blockers"
@@ -90,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check every blocker's hash chain")
     verify.set_defaults(func=cmd_audit_verify)
+    sweep = sub.add_parser("sweep", help="run only the timer sweep (extra worker)")
+    sweep.add_argument("--once", action="store_true", help="sweep what is due now, then exit")
+    sweep.add_argument("--batch", type=int, default=None)
+    sweep.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)  # fault-test control run
+    sweep.set_defaults(func=cmd_sweep)
     return parser
 
 

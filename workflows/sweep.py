@@ -35,20 +35,27 @@ def claim_due(
     return list(session.exec(query))
 
 
-def fire_timer(session: Session, ctx: EngineContext, timer: Timer, now: datetime) -> bool:
-    """Fire one claimed timer if it still applies; returns whether it fired."""
+def fire_timer(
+    session: Session, ctx: EngineContext, timer: Timer, now: datetime, *, naive: bool = False
+) -> bool:
+    """Fire one claimed timer if it still applies; returns whether it fired.
+
+    `naive` drops the claim's protections (no skip-locked, no re-check): only the
+    fault tests' control run uses it, to prove the tests can see duplicates.
+    """
     if timer.status != "pending" or timer.due_at > now:
         return False
     query = select(Blocker).where(Blocker.id == timer.blocker_id)
-    if ctx.lock_rows:
+    if ctx.lock_rows and not naive:
         # Never wait for a blocker another transaction holds: leave the timer for the next sweep.
         query = query.with_for_update(skip_locked=True)
     blocker = session.exec(query.execution_options(populate_existing=True)).first()
     if blocker is None:
         return False
-    session.refresh(timer)
-    if timer.status != "pending":
-        return False
+    if not naive:
+        session.refresh(timer)
+        if timer.status != "pending":
+            return False
     action = str(timer.payload.get("action", ""))
     if blocker.state != timer.payload.get("state"):
         timer.status = "cancelled"
@@ -92,7 +99,7 @@ def sweep_once(
             timers = claim_due(session, ctx, now, batch, naive=naive)
             progressed = 0
             for timer in timers:
-                if fire_timer(session, ctx, timer, now):
+                if fire_timer(session, ctx, timer, now, naive=naive):
                     fired += 1
                 if timer.status != "pending":
                     progressed += 1

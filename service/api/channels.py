@@ -1,0 +1,324 @@
+"""Channels (where a unit's notifications go), outbound webhook subscriptions, the outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from notifiers.allowlist import check_url
+from notifiers.claims import requeue
+from service.api.blocker_views import visibility_clause
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    Strict,
+    decode_cursor,
+    encode_cursor,
+    local_iso,
+    unit_by_code,
+)
+from service.auth import require_scope
+from service.deps import Caller, ReadSession, WriteSession
+from service.idempotency import idempotent
+from service.models import (
+    Blocker,
+    Channel,
+    Notification,
+    NotificationAttempt,
+    Unit,
+    WebhookSubscription,
+)
+from service.problems import Problem
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+EVENT_TYPES = (
+    "blocker.created",
+    "blocker.assign",
+    "blocker.acknowledge",
+    "blocker.feedback",
+    "blocker.report_resolved",
+    "blocker.verify",
+    "blocker.close",
+    "blocker.withdraw",
+    "blocker.request_escalation",
+    "blocker.escalated",
+    "blocker.deadline_passed",
+    "blocker.climb",
+    "blocker.reschedule",
+    "*",
+)
+
+
+class ChannelCreate(Strict):
+    unit: str = Field(min_length=1, max_length=64)
+    kind: Literal["wecom", "dingtalk", "feishu", "webhook", "email"]
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        examples=["https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx"],
+    )
+    secret: str | None = Field(
+        None, max_length=500, description="DingTalk/Feishu signing secret, webhook HMAC key"
+    )
+
+
+class ChannelOut(BaseModel):
+    id: int
+    unit: str
+    kind: str
+    url: str
+    has_secret: bool
+    enabled: bool
+    created_at: str | None
+
+
+def _check(url: str, request: Request, field: str = "url") -> None:
+    try:
+        check_url(url, request.app.state.settings.allowed_hosts)
+    except ValueError as exc:
+        raise Problem(422, f"{field}: {exc}", field=field) from exc
+
+
+def channel_out(session: Session, channel: Channel, request: Request) -> ChannelOut:
+    unit = session.get(Unit, channel.unit_id)
+    return ChannelOut(
+        id=channel.id,
+        unit=unit.code if unit else "",
+        kind=channel.kind,
+        url=channel.url,
+        has_secret=bool(channel.secret),
+        enabled=channel.enabled,
+        created_at=local_iso(channel.created_at, request.app.state.settings.tz),
+    )
+
+
+@router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
+def create_channel(body: ChannelCreate, request: Request, session: WriteSession, caller: Caller):
+    """Bind a unit to a WeCom / DingTalk / Feishu robot, a signed webhook or an e-mail address (admin)."""
+    require_scope(caller, "admin")
+    _check(body.url, request)
+    if body.kind in ("webhook",) and not body.secret:
+        raise Problem(
+            422, "secret: a webhook channel needs a secret to sign its deliveries.", field="secret"
+        )
+
+    def create() -> tuple[int, ChannelOut]:
+        unit = unit_by_code(session, body.unit)
+        channel = Channel(unit_id=unit.id, kind=body.kind, url=body.url, secret=body.secret)
+        session.add(channel)
+        session.flush()
+        return 201, channel_out(session, channel, request)
+
+    return idempotent(request, session, caller, body, create)
+
+
+@router.get("/channels", response_model=Page[ChannelOut], tags=["channels"])
+def list_channels(
+    request: Request,
+    session: ReadSession,
+    caller: Caller,
+    unit: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ChannelOut]:
+    after = decode_cursor(cursor)
+    query = select(Channel).join(Unit, Unit.id == Channel.unit_id).where(Channel.id > after)
+    if not caller.has("admin"):
+        query = query.where(Unit.path.startswith(caller.scope_path or "//"))
+    if unit:
+        query = query.where(Unit.code == unit)
+    rows = list(session.exec(query.order_by(Channel.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[channel_out(session, c, request) for c in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+class WebhookCreate(Strict):
+    url: str = Field(
+        min_length=1, max_length=2000, examples=["https://gtzz.example.gov.cn/duban/hook"]
+    )
+    secret: str = Field(min_length=8, max_length=500)
+    events: list[Literal[EVENT_TYPES]] = Field(
+        min_length=1,
+        max_length=20,  # type: ignore[valid-type]
+        examples=[["blocker.escalated", "blocker.close"]],
+    )
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    unit: str | None
+    channel_id: int | None
+    created_at: str | None
+
+
+@router.post("/webhooks", status_code=201, response_model=WebhookOut, tags=["webhooks"])
+def create_webhook(body: WebhookCreate, request: Request, session: WriteSession, caller: Caller):
+    """Subscribe a system to blocker events, delivered as signed POSTs (X-Duban-Signature)."""
+    require_scope(caller, "write")
+    _check(body.url, request)
+
+    def create() -> tuple[int, WebhookOut]:
+        # The delivery channel hangs off the caller's unit (the admin's: the root unit);
+        # it is not a unit chat channel, so it is kept disabled for unit notifications.
+        owner = caller.unit_id or session.exec(select(Unit.id).order_by(Unit.id)).first()
+        if owner is None:
+            raise Problem(422, "Create the unit tree before subscribing webhooks.")
+        unit_id = None if caller.has("admin") else caller.unit_id
+        channel = Channel(
+            unit_id=owner, kind="webhook", url=body.url, secret=body.secret, enabled=False
+        )
+        session.add(channel)
+        session.flush()
+        sub = WebhookSubscription(
+            url=body.url,
+            secret=body.secret,
+            events=sorted(set(body.events)),
+            unit_id=unit_id,
+            channel_id=channel.id,
+        )
+        session.add(sub)
+        session.flush()
+        unit = session.get(Unit, unit_id) if unit_id else None
+        return 201, WebhookOut(
+            id=sub.id,
+            url=sub.url,
+            events=sub.events,
+            unit=unit.code if unit else None,
+            channel_id=channel.id,
+            created_at=local_iso(sub.created_at, request.app.state.settings.tz),
+        )
+
+    return idempotent(request, session, caller, body, create)
+
+
+class AttemptOut(BaseModel):
+    at: str | None
+    status_code: int | None
+    response_excerpt: str | None
+    error: str | None
+
+
+class NotificationOut(BaseModel):
+    id: int
+    blocker_id: int | None
+    channel: int
+    channel_kind: str
+    kind: str
+    event_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    delivery_id: str
+    mentions: list[str]
+    not_before: str | None
+    created_at: str | None
+    sent_at: str | None
+    attempt_log: list[AttemptOut]
+
+
+def notification_out(session: Session, row: Notification, request: Request) -> NotificationOut:
+    tz = request.app.state.settings.tz
+    channel = session.get(Channel, row.channel_id)
+    attempts = session.exec(
+        select(NotificationAttempt)
+        .where(NotificationAttempt.notification_id == row.id)
+        .order_by(NotificationAttempt.id)
+    )
+    return NotificationOut(
+        id=row.id,
+        blocker_id=row.blocker_id,
+        channel=row.channel_id,
+        channel_kind=channel.kind if channel else "",
+        kind=row.kind,
+        event_type=row.event_type,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        delivery_id=row.delivery_id,
+        mentions=list(row.mentions),
+        not_before=local_iso(row.not_before, tz),
+        created_at=local_iso(row.created_at, tz),
+        sent_at=local_iso(row.sent_at, tz),
+        attempt_log=[
+            AttemptOut(
+                at=local_iso(a.at, tz),
+                status_code=a.status_code,
+                response_excerpt=a.response_excerpt,
+                error=a.error,
+            )
+            for a in attempts
+        ],
+    )
+
+
+@router.get("/notifications", response_model=Page[NotificationOut], tags=["notifications"])
+def list_notifications(
+    request: Request,
+    session: ReadSession,
+    caller: Caller,
+    status: Literal["pending", "sent", "failed", "dead"] | None = None,
+    blocker: Annotated[int | None, Query(ge=1)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[NotificationOut]:
+    """Outbox rows with their delivery attempts."""
+    after = decode_cursor(cursor)
+    query = select(Notification).where(Notification.id > after)
+    clause = visibility_clause(caller)
+    if clause is not None:
+        query = query.where(Notification.blocker_id.in_(select(Blocker.id).where(clause)))
+    if status:
+        query = query.where(Notification.status == status)
+    if blocker is not None:
+        query = query.where(Notification.blocker_id == blocker)
+    rows = list(session.exec(query.order_by(Notification.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[notification_out(session, r, request) for r in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.post(
+    "/notifications/{notification_id}/retry",
+    status_code=202,
+    tags=["notifications"],
+    responses={409: ERROR_RESPONSES[403]},
+)
+def retry_notification(
+    notification_id: int, request: Request, session: WriteSession, caller: Caller
+) -> Any:
+    """Requeue a dead (or failed) notification; it keeps its delivery id."""
+    require_scope(caller, "write")
+    row = session.get(Notification, notification_id)
+    visible = row is not None and (
+        caller.has("admin")
+        or (
+            row.blocker_id is not None
+            and session.exec(
+                select(Blocker.id).where(Blocker.id == row.blocker_id, visibility_clause(caller))
+            ).first()
+        )
+    )
+    if not visible:
+        raise Problem(404, f"There is no notification {notification_id} that this key can see.")
+    if row.status == "sent":
+        raise Problem(
+            409, "This notification was delivered; there is nothing to retry.", allowed_actions=[]
+        )
+    requeue(session, notification_id)
+    return JSONResponse({"id": notification_id, "status": "pending"}, status_code=202)
