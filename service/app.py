@@ -16,11 +16,13 @@ from service.api import (
     admin,
     api_keys,
     blockers,
+    channels,
     escalations,
     events,
     health,
     officers,
     projects,
+    reports,
     units,
 )
 from service.db import Database
@@ -126,6 +128,8 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
         escalations,
         events,
         admin,
+        reports,
+        channels,
     ):
         app.include_router(module.router)
     return app

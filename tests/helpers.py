@@ -17,10 +17,10 @@ START = "2026-03-02T09:30:00+08:00"
 
 
 def make_client(db_url: str, *, clock_start: str = START, **overrides: Any) -> TestClient:
+    overrides.setdefault("clock", "manual")
     settings = Settings(
         database_url=db_url,
         admin_key=ADMIN_KEY,
-        clock="manual",
         clock_start=clock_start,
         channel_allowed_hosts="127.0.0.1,localhost",
         **overrides,
