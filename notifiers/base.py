@@ -132,7 +132,9 @@ def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def json_request(url: str, payload: Any, headers: Mapping[str, str] | None = None) -> OutboundRequest:
+def json_request(
+    url: str, payload: Any, headers: Mapping[str, str] | None = None
+) -> OutboundRequest:
     return OutboundRequest(
         method="POST",
         url=url,

@@ -18,6 +18,7 @@ from notifiers.base import Message
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 ELLIPSIS = "…"
+SHORT_TITLE = 40  # characters of a blocker title in headings and subjects
 
 # The outbox template names that have a template (blocker.yaml notify + escalation + digests).
 TEMPLATE_KINDS = (
@@ -64,10 +65,12 @@ def blocker_link(base_url: str, blocker_id: Any) -> str:
 def _view(context: Mapping[str, Any], base_url: str, kind: str | None = None) -> dict[str, Any]:
     """The template's view of one blocker: the outbox context with defaults and its link."""
     blocker_id = context.get("blocker_id")
+    title = str(context.get("title") or "")
     return {
         "kind": kind or context.get("kind", ""),
         "blocker_id": blocker_id,
-        "title": context.get("title") or "",
+        "title": title,
+        "short_title": title if len(title) <= SHORT_TITLE else title[: SHORT_TITLE - 1] + ELLIPSIS,
         "category": context.get("category") or "",
         "state": context.get("state") or "",
         "project_code": context.get("project_code") or "",

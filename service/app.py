@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from service import problems
@@ -26,6 +26,7 @@ from service.api import (
     units,
 )
 from service.db import Database
+from service.deps import reject_unknown_query
 from service.jobs import Jobs
 from service.limits import LimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.db = db

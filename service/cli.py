@@ -91,6 +91,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         time.sleep(settings.sweep_interval_s)
 
 
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    """Run only the notification dispatcher (several may run against PostgreSQL)."""
+    import threading
+
+    from notifiers.dispatcher import Dispatcher
+    from service.app import build_context
+    from service.db import Database
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    ctx = build_context(settings, db)
+    dispatcher = Dispatcher(
+        db,
+        allowed_hosts=settings.allowed_hosts,
+        base_url=settings.public_url,
+        business_now=ctx.clock.now,
+    )
+    if args.once:
+        sent = dispatcher.dispatch_once()
+        print(f"duban dispatch: {sent} deliveries attempted")
+        return 0
+    try:
+        dispatcher.run_forever(threading.Event())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="duban", description="督办 duban: the closed loop on project blockers"
@@ -117,8 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run only the timer sweep (extra worker)")
     sweep.add_argument("--once", action="store_true", help="sweep what is due now, then exit")
     sweep.add_argument("--batch", type=int, default=None)
-    sweep.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)  # fault-test control run
+    sweep.add_argument(
+        "--naive", action="store_true", help=argparse.SUPPRESS
+    )  # fault-test control run
     sweep.set_defaults(func=cmd_sweep)
+
+    dispatch = sub.add_parser("dispatch", help="run only the notification dispatcher")
+    dispatch.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    dispatch.set_defaults(func=cmd_dispatch)
     return parser
 
 

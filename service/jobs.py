@@ -8,6 +8,7 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 
+from notifiers.dispatcher import Dispatcher
 from workflows.sweep import sweep_once
 
 log = logging.getLogger("duban.jobs")
@@ -20,6 +21,9 @@ class Jobs:
         self.app = app
         self.scheduler = BackgroundScheduler(timezone=app.state.settings.timezone)
         self._sweep_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._dispatch_thread: threading.Thread | None = None
+        self.dispatcher: Dispatcher | None = None
 
     def sweep(self) -> None:
         if not self._sweep_lock.acquire(blocking=False):
@@ -51,6 +55,30 @@ class Jobs:
                 coalesce=True,
             )
         self.scheduler.start()
+        if settings.dispatcher:
+            self.dispatcher = make_dispatcher(self.app)
+            self._dispatch_thread = threading.Thread(
+                target=self.dispatcher.run_forever,
+                args=(self._stop,),
+                name="duban-dispatcher",
+                daemon=True,
+            )
+            self._dispatch_thread.start()
 
     def stop(self) -> None:
+        self._stop.set()
         self.scheduler.shutdown(wait=True)
+        if self._dispatch_thread is not None:
+            self._dispatch_thread.join(timeout=15)
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+
+
+def make_dispatcher(app: FastAPI) -> Dispatcher:
+    settings = app.state.settings
+    return Dispatcher(
+        app.state.db,
+        allowed_hosts=settings.allowed_hosts,
+        base_url=settings.public_url,
+        business_now=app.state.ctx.clock.now,
+    )

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     channel_allowed_hosts: str = Field(
         PLATFORM_HOSTS, description="Comma-separated hosts that channel and webhook URLs may use"
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL for links in messages to officers"
+    )
     office_hours: str = Field("08:30-18:00", description="Local office hours on working days")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Request body size limit")
     rate_limit_per_minute: int = Field(6000, gt=0, description="Requests per minute per API key")

@@ -69,8 +69,15 @@ def enqueue_for_unit(
     not_before: datetime,
     urgent: bool,
 ) -> int:
+    subscription_channels = select(WebhookSubscription.channel_id).where(
+        WebhookSubscription.channel_id.is_not(None)
+    )
     channels = session.exec(
-        select(Channel).where(Channel.unit_id == unit.id, Channel.enabled == True)  # noqa: E712
+        select(Channel).where(
+            Channel.unit_id == unit.id,
+            Channel.enabled == True,  # noqa: E712
+            Channel.id.not_in(subscription_channels),
+        )
     )
     mentions = _mentions(session, blocker, unit)
     count = 0
@@ -102,6 +109,8 @@ def enqueue_webhooks(
         unit_path = unit.path if unit else None
     count = 0
     for sub in session.exec(select(WebhookSubscription)):
+        if sub.channel_id is None:
+            continue
         if event_type not in sub.events and "*" not in sub.events:
             continue
         if sub.unit_id is not None:

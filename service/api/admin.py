@@ -42,8 +42,8 @@ def parse_duration(text: str) -> timedelta:
 
 
 class ClockMove(Strict):
-    advance: str | None = Field(None, max_length=40, examples=["P3D"])
-    set: datetime | None = Field(None, examples=["2026-03-09T09:00:00+08:00"])
+    advance: str | None = Field(None, min_length=2, max_length=40, examples=["P3D"])
+    set: datetime | None = Field(None, strict=True, examples=["2026-03-09T09:00:00+08:00"])
 
     @model_validator(mode="after")
     def _one(self) -> ClockMove:
@@ -78,7 +78,7 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     """Move simulated time; every timer due in the jump fires, in order, before this returns."""
     clock = _manual(request)
     require_scope(caller, "admin")
-    target = clock.now() + parse_duration(body.advance) if body.advance else body.set
+    target = clock.now() + parse_duration(body.advance) if body.advance is not None else body.set
     db, ctx = request.app.state.db, request.app.state.ctx
     fired = advance_clock(db, ctx, target)
     with db.unit_of_work() as session:

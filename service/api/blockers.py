@@ -25,6 +25,7 @@ from service.api.common import (
     Cursor,
     Limit,
     Page,
+    RowId,
     Strict,
     decode_cursor,
     encode_cursor,
@@ -57,7 +58,9 @@ class BlockerCreate(Strict):
     category: str = Field(min_length=1, max_length=64, examples=["用地"])
     authority_level: Literal["county", "city", "province"] = "county"
     reported_by: str | None = Field(None, max_length=200, examples=["项目单位"])
-    external_ref: str | None = Field(None, max_length=200, examples=["GTZZ-2026-000123"])
+    external_ref: str | None = Field(
+        None, min_length=1, max_length=200, examples=["GTZZ-2026-000123"]
+    )
     workflow: str | None = Field(None, max_length=64, description="Workflow definition name")
 
 
@@ -95,7 +98,7 @@ class ResolvedBody(Strict):
 
 
 class VerifyBody(Strict):
-    satisfied: bool
+    satisfied: bool = Field(strict=True)
     note: str = Field(min_length=1, max_length=5000, examples=["已回访企业，企业满意"])
     deadline: Deadline | None = None
 
@@ -125,7 +128,7 @@ def _run_action(
     response: Response,
     session,
     caller,
-    blocker_id: int,
+    blocker_id: RowId,
     action: str,
     payload: dict[str, Any],
     if_match: str | None,
@@ -206,12 +209,14 @@ def list_blockers(
     request: Request,
     session: ReadSession,
     caller: Caller,
-    state: Annotated[str | None, Query(max_length=32)] = None,
-    unit: Annotated[str | None, Query(max_length=64)] = None,
-    project: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    unit: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    project: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     overdue: bool | None = None,
     escalation_level: Annotated[int | None, Query(ge=0, le=10)] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Search in titles")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="Search in titles")
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[BlockerOut]:
@@ -247,7 +252,7 @@ def list_blockers(
 
 @router.get("/{blocker_id}", response_model=BlockerDetail)
 def get_blocker(
-    blocker_id: int, request: Request, response: Response, session: ReadSession, caller: Caller
+    blocker_id: RowId, request: Request, response: Response, session: ReadSession, caller: Caller
 ) -> BlockerDetail:
     """A blocker with its timeline (events) and pending timers."""
     blocker = visible_blocker_or_404(session, caller, blocker_id)
@@ -255,12 +260,19 @@ def get_blocker(
     return blocker_detail(session, blocker, request)
 
 
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='"<version>"')]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        pattern=r'^(\*|(W/)?"[0-9]{1,18}")$',
+        description='The version read, e.g. "3"',
+    ),
+]
 
 
 def _action_route(action: str, body_model: type[Strict], summary: str) -> None:
     def handler(
-        blocker_id: int,
+        blocker_id: RowId,
         request: Request,
         response: Response,
         session: WriteSession,

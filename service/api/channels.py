@@ -17,6 +17,7 @@ from service.api.common import (
     Cursor,
     Limit,
     Page,
+    RowId,
     Strict,
     decode_cursor,
     encode_cursor,
@@ -124,7 +125,7 @@ def list_channels(
     request: Request,
     session: ReadSession,
     caller: Caller,
-    unit: Annotated[str | None, Query(max_length=64)] = None,
+    unit: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ChannelOut]:
@@ -172,14 +173,12 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, WebhookOut]:
         # The delivery channel hangs off the caller's unit (the admin's: the root unit);
-        # it is not a unit chat channel, so it is kept disabled for unit notifications.
+        # the outbox never treats a subscription's channel as the unit's own chat channel.
         owner = caller.unit_id or session.exec(select(Unit.id).order_by(Unit.id)).first()
         if owner is None:
             raise Problem(422, "Create the unit tree before subscribing webhooks.")
         unit_id = None if caller.has("admin") else caller.unit_id
-        channel = Channel(
-            unit_id=owner, kind="webhook", url=body.url, secret=body.secret, enabled=False
-        )
+        channel = Channel(unit_id=owner, kind="webhook", url=body.url, secret=body.secret)
         session.add(channel)
         session.flush()
         sub = WebhookSubscription(
@@ -300,7 +299,7 @@ def list_notifications(
     responses={409: ERROR_RESPONSES[403]},
 )
 def retry_notification(
-    notification_id: int, request: Request, session: WriteSession, caller: Caller
+    notification_id: RowId, request: Request, session: WriteSession, caller: Caller
 ) -> Any:
     """Requeue a dead (or failed) notification; it keeps its delivery id."""
     require_scope(caller, "write")

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, select
 
@@ -26,13 +26,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "No or unknown API key"),
         (403, "Outside the key's scopes or jurisdiction"),
         (404, "Not found (or outside the key's jurisdiction)"),
+        (409, "Conflicts with an existing record or the current state"),
         (422, "Invalid field values; the problem names the field"),
         (429, "Rate limit exceeded; see Retry-After"),
     )
 }
 
+# Row ids: anything outside a 63-bit integer is simply not found.
+RowId = Annotated[int, Path(ge=1, le=2**62, description="Numeric id")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (max 500)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="Opaque cursor from next_cursor")]
+Cursor = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="Opaque cursor from next_cursor")
+]
 
 
 class Page(BaseModel, Generic[T]):

@@ -14,6 +14,7 @@ from service.api.common import (
     Cursor,
     Limit,
     Page,
+    RowId,
     Strict,
     decode_cursor,
     encode_cursor,
@@ -86,7 +87,7 @@ def list_escalations(
     caller: Caller,
     status: Literal["open", "acknowledged", "handled", "closed"] | None = None,
     level: Annotated[int | None, Query(ge=0, le=10)] = None,
-    unit: Annotated[str | None, Query(max_length=64)] = None,
+    unit: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[EscalationOut]:
@@ -112,7 +113,7 @@ def list_escalations(
 
 
 def _act(
-    kind: str, escalation_id: int, body: NoteBody | None, request: Request, session, caller
+    kind: str, escalation_id: RowId, body: NoteBody | None, request: Request, session, caller
 ) -> EscalationOut:
     require_scope(caller, "write")
     entry = session.get(Escalation, escalation_id)
@@ -138,7 +139,7 @@ def _act(
     responses={409: ERROR_RESPONSES[403]},
 )
 def acknowledge_escalation(
-    escalation_id: int,
+    escalation_id: RowId,
     request: Request,
     session: WriteSession,
     caller: Caller,
@@ -152,7 +153,7 @@ def acknowledge_escalation(
     "/{escalation_id}/handle", response_model=EscalationOut, responses={409: ERROR_RESPONSES[403]}
 )
 def handle_escalation(
-    escalation_id: int,
+    escalation_id: RowId,
     request: Request,
     session: WriteSession,
     caller: Caller,

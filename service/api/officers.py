@@ -13,6 +13,7 @@ from service.api.common import (
     Cursor,
     Limit,
     Page,
+    RowId,
     Strict,
     decode_cursor,
     encode_cursor,
@@ -109,7 +110,7 @@ def list_officers(
 
 @router.get("/{officer_id}", response_model=OfficerOut)
 def get_officer(
-    officer_id: int, request: Request, session: ReadSession, caller: Caller
+    officer_id: RowId, request: Request, session: ReadSession, caller: Caller
 ) -> OfficerOut:
     officer = session.get(Officer, officer_id)
     unit = session.get(Unit, officer.unit_id) if officer else None

@@ -53,6 +53,9 @@ def unit_report(
     level: Literal["township", "county", "city", "province"] | None = None,
 ) -> list[UnitReport]:
     """Rates per responsible unit for events in [from, to] (local days), ranked by on-time rate."""
+    for name, day in (("from", from_), ("to", to)):
+        if not 2000 <= day.year <= 2100:
+            raise Problem(422, f"{name}: give a date between 2000 and 2100.", field=name)
     if to < from_:
         raise Problem(422, "to: must not be before from.", field="to")
     if (to - from_).days > 3700:

@@ -1,0 +1,203 @@
+"""Every template renders for every channel kind, within the platform's byte limits."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifiers.base import Message
+from notifiers.email import EmailNotifier
+from notifiers.render import TEMPLATE_KINDS, render, render_digest, truncate_utf8, utf8_len
+from service.models import Channel
+from tests.notifiers.fakes import SmtpSink, smtp_server
+from tests.notifiers.helpers import blocker_context, notifiers_on
+
+BASE = "https://duban.example.gov.cn"
+LONG_TITLE = "征地拆迁补偿标准争议协调" * 700  # ~25 KB of UTF-8
+
+
+def context_for(kind: str, count: int = 3, **overrides: Any) -> dict[str, Any]:
+    if kind in ("digest", "daily_digest"):
+        items = [
+            {**blocker_context(n, **overrides), "kind": "deadline_reminder"}
+            for n in range(1, count + 1)
+        ]
+        return {"items": items, "unit_name": "滨江县自然资源和规划局", "date": "2025-03-03"}
+    return blocker_context(7, level=1, level_label="市综合专班", reason="overdue", **overrides)
+
+
+def link_for(kind: str) -> str:
+    return f"{BASE}/blockers" if kind in ("digest", "daily_digest") else f"{BASE}/blockers/7"
+
+
+@pytest.mark.parametrize("kind", TEMPLATE_KINDS)
+def test_template_shows_the_facts(kind):
+    message = render(kind, context_for(kind), BASE, mentions=["13800000001"])
+    for text in (message.markdown, message.text):
+        assert "滨江大道综合改造工程" in text
+        assert "用地预审意见未出具" in text
+        assert "滨江县自然资源和规划局" in text
+        assert "2025-03-10（剩余 5 个工作日）" in text
+        assert link_for(kind) in text
+    assert message.title and "\n" not in message.title
+    assert message.link == link_for(kind)
+    assert message.mentions == ("13800000001",)
+
+
+def test_deadline_wording():
+    overdue = render(
+        "escalated", blocker_context(1, working_days_left=-2, overdue=True, level=2), BASE
+    )
+    assert "已逾期 2 个工作日" in overdue.text and "第 2 级" in overdue.text
+    today = render("deadline_reminder", blocker_context(1, working_days_left=0), BASE)
+    assert "今日到期" in today.text
+    none = render("assigned", blocker_context(1, deadline=None, working_days_left=None), BASE)
+    assert "办理期限：未设定" in none.text
+    ack = render("assigned", blocker_context(1, acknowledge_by="2025-03-04 18:00"), BASE)
+    assert "请于 2025-03-04 18:00 前登录督办平台签收" in ack.text
+
+
+def test_digest_merges_mentions_and_links():
+    entries = [
+        ("assigned", blocker_context(1), ["13800000001"]),
+        ("escalated", blocker_context(2, level=1), ["13800000002", "13800000001"]),
+    ]
+    message = render_digest(entries, BASE)
+    assert message.mentions == ("13800000001", "13800000002")
+    assert f"{BASE}/blockers/1" in message.text and f"{BASE}/blockers/2" in message.markdown
+    assert "【交办】" in message.text and "【逾期升级】" in message.text
+
+
+def test_unknown_template_is_refused():
+    with pytest.raises(LookupError):
+        render("webhook", {}, BASE)
+    with pytest.raises(LookupError):
+        render("_macros", {}, BASE)
+
+
+# --------------------------------------------------------------------------- truncation
+def test_truncate_keeps_short_text():
+    assert truncate_utf8("短消息\nhttp://x/1", 100, "http://x/1") == "短消息\nhttp://x/1"
+
+
+def test_truncate_cuts_on_a_character_boundary_and_keeps_the_link():
+    text = "第一行\n" + "很长的内容" * 100 + "\n详情：http://x/blockers/9\n末尾"
+    out = truncate_utf8(text, 120, "http://x/blockers/9")
+    assert utf8_len(out) <= 120
+    assert out.endswith("…\n详情：http://x/blockers/9")
+    assert out.startswith("第一行")
+
+
+@given(
+    body=st.text(min_size=0, max_size=400),
+    limit=st.integers(min_value=40, max_value=600),
+)
+def test_truncate_property(body, limit):
+    link = "http://x/blockers/1"
+    text = f"{body}\n{link}"
+    out = truncate_utf8(text, limit, link)
+    assert utf8_len(out) <= limit
+    out.encode("utf-8")  # whole characters only
+    if utf8_len(text) > limit:
+        assert "…" in out and out.endswith(link)
+    else:
+        assert out == text
+
+
+# --------------------------------------------------------------------------- real platforms
+
+
+@pytest.fixture
+def platform(request, wecom, dingtalk, feishu):
+    fake = {"wecom": wecom, "dingtalk": dingtalk, "feishu": feishu}[request.param]
+    key = uuid.uuid4().hex  # a robot per test: the rate limits never interfere
+    secret = None if request.param == "wecom" else f"SEC{key}"
+    if request.param == "wecom":
+        fake.keys.add(key)
+    elif request.param == "dingtalk":
+        fake.robots[key] = secret
+    else:
+        fake.bots[key] = secret
+    channel = Channel(unit_id=1, kind=request.param, url=fake.url(key), secret=secret)
+    return request.param, fake, channel
+
+
+def send(notifier, channel: Channel, message: Message):
+    request = notifier.build(channel, message)
+    with httpx.Client(trust_env=False) as client:
+        response = client.request(
+            request.method, request.url, headers=request.headers, content=request.body
+        )
+    return notifier.interpret(response)
+
+
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
+@pytest.mark.parametrize("kind", TEMPLATE_KINDS)
+@pytest.mark.parametrize("mentions", [(), ("13800000001", "13900000002")], ids=["plain", "at"])
+def test_every_template_reaches_every_chat_platform(platform, kind, mentions, clock):
+    name, fake, channel = platform
+    notifier = notifiers_on(clock)[name]
+    message = render(kind, context_for(kind), BASE, mentions=mentions)
+    outcome = send(notifier, channel, message)
+    assert outcome.ok, outcome.reason
+    received = fake.messages[-1]
+    assert link_for(kind) in received.content
+    assert "用地预审意见未出具" in received.content
+    if name == "wecom":
+        assert received.msgtype == ("text" if mentions else "markdown")
+        assert received.mentions == list(mentions)
+    if name == "dingtalk":
+        assert fake.effective[-1] == list(mentions)  # every @ really notifies
+
+
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
+@pytest.mark.parametrize("kind", TEMPLATE_KINDS)
+@pytest.mark.parametrize("mentions", [(), ("13800000001",)], ids=["plain", "at"])
+def test_oversized_messages_are_cut_with_ellipsis_and_link(platform, kind, mentions, clock):
+    name, fake, channel = platform
+    notifier = notifiers_on(clock)[name]
+    # Digests show short titles: they overflow by the number of items instead.
+    context = context_for(kind, count=150, title=LONG_TITLE)
+    message = render(kind, context, BASE, mentions=mentions)
+    assert not notifier.fits(message)
+    outcome = send(notifier, channel, message)
+    assert outcome.ok, outcome.reason  # the fake answers 40058 / 460101 / 9499 if too big
+    content = fake.messages[-1].content
+    assert "…" in content
+    assert link_for(kind) in content.rsplit("…", 1)[1]
+    if name == "dingtalk":
+        assert fake.effective[-1] == list(mentions)
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    controller = smtp_server(sink)
+    yield sink, controller.port
+    controller.stop()
+
+
+@pytest.mark.parametrize("kind", TEMPLATE_KINDS)
+def test_every_template_goes_by_email(kind, smtp):
+    sink, port = smtp
+    sink.envelopes.clear()
+    url = f"smtp://127.0.0.1:{port}/duban@example.gov.cn?from=noreply@example.gov.cn"
+    channel = Channel(unit_id=1, kind="email", url=url)
+    message = render(kind, context_for(kind), BASE, delivery_id="abc123")
+    outcome = EmailNotifier().deliver(channel, message)
+    assert outcome.ok, outcome.reason
+    (envelope,) = sink.envelopes
+    assert envelope.rcpt_tos == ["duban@example.gov.cn"]
+    mail = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    assert mail["Subject"] == message.title
+    assert mail["Message-ID"] == "<abc123@duban>"
+    body = mail.get_content()
+    assert "用地预审意见未出具" in body and link_for(kind) in body

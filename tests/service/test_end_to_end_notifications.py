@@ -1,0 +1,106 @@
+"""REST → engine → outbox → the real dispatcher → fake WeCom robot and signed webhook, on both databases."""
+
+from __future__ import annotations
+
+from service.jobs import make_dispatcher
+from tests.helpers import (
+    ADMIN,
+    advance,
+    city,
+    create_blocker,
+    create_key,
+    create_project,
+    make_client,
+    ok,
+)
+from tests.notifiers.fakes import WebhookReceiver, WeComRobot
+
+
+def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
+    with (
+        WeComRobot({"k-wy", "k-zb"}) as wecom,
+        WebhookReceiver("hook-secret-123") as hook,
+        make_client(db_url) as client,
+    ):
+        city(client)
+        ok(
+            client.post(
+                "/api/v1/channels",
+                json={"unit": "wy", "kind": "wecom", "url": wecom.url("k-wy")},
+                headers=ADMIN,
+            ),
+            201,
+        )
+        ok(
+            client.post(
+                "/api/v1/channels",
+                json={"unit": "xx-zb", "kind": "wecom", "url": wecom.url("k-zb")},
+                headers=ADMIN,
+            ),
+            201,
+        )
+        sub = ok(
+            client.post(
+                "/api/v1/webhooks",
+                json={
+                    "url": hook.url,
+                    "secret": "hook-secret-123",
+                    "events": ["blocker.escalated", "blocker.assign"],
+                },
+                headers=ADMIN,
+            ),
+            201,
+        )
+        assert sub["events"] == ["blocker.assign", "blocker.escalated"]
+        # A channel pointing at an address outside the allow-list is refused and not stored.
+        bad = client.post(
+            "/api/v1/channels",
+            json={
+                "unit": "wy",
+                "kind": "wecom",
+                "url": "https://10.0.0.8/cgi-bin/webhook/send?key=x",
+            },
+            headers=ADMIN,
+        )
+        assert bad.status_code == 422 and "url" in bad.json()["detail"]
+        create_project(client, "P1", "wy")
+        b = create_blocker(client, "P1", title="征地拆迁补偿未到位", category="征地拆迁")
+        ok(
+            client.post(
+                f"/api/v1/blockers/{b['id']}/assign",
+                json={"unit": "wy", "deadline": {"working_days": 2}},
+                headers=ADMIN,
+            )
+        )
+        ok(
+            client.post(
+                f"/api/v1/blockers/{b['id']}/acknowledge", json={}, headers=create_key(client, "wy")
+            )
+        )
+        advance(client, "P3D")  # past the deadline: escalated to the general taskforce
+        dispatcher = make_dispatcher(client.app)
+        try:
+            for _ in range(5):
+                dispatcher.dispatch_once()
+        finally:
+            dispatcher.close()
+        groups = {m.robot for m in wecom.messages}
+        assert groups == {"k-wy", "k-zb"}
+        assigned = [m for m in wecom.messages if m.robot == "k-wy" and "交办" in m.content]
+        assert (
+            assigned
+            and "征地拆迁补偿未到位" in assigned[0].content
+            and "13900000002" in assigned[0].mentions
+        )
+        escalated = [m for m in wecom.messages if m.robot == "k-zb"]
+        assert escalated and "逾期" in escalated[0].content + escalated[0].title
+        assert (
+            sorted(hook.events.values()) == ["blocker.assign", "blocker.escalated"]
+            and hook.duplicates == 0
+        )
+        assert all(body["blocker_id"] == b["id"] for body in hook.bodies.values())
+        sent = ok(
+            client.get(f"/api/v1/notifications?blocker={b['id']}&status=sent", headers=ADMIN)
+        )["items"]
+        assert len(sent) >= 4 and all(n["attempts"] >= 1 for n in sent)
+        assert ok(client.get("/api/v1/notifications?status=pending", headers=ADMIN))["items"] == []
