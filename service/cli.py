@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -112,10 +113,8 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         sent = dispatcher.dispatch_once()
         print(f"duban dispatch: {sent} deliveries attempted")
         return 0
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         dispatcher.run_forever(threading.Event())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
