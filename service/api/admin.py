@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
@@ -43,7 +43,14 @@ def parse_duration(text: str) -> timedelta:
 
 class ClockMove(Strict):
     advance: str | None = Field(None, min_length=2, max_length=40, examples=["P3D"])
-    set: datetime | None = Field(None, strict=True, examples=["2026-03-09T09:00:00+08:00"])
+    set: datetime | None = Field(None, examples=["2026-03-09T09:00:00+08:00"])
+
+    @field_validator("set", mode="before")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("give an RFC 3339 string, e.g. 2026-03-09T09:00:00+08:00")
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> ClockMove:
