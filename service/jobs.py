@@ -9,6 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 
 from notifiers.dispatcher import Dispatcher
+from workflows.daily_digest import enqueue_daily_digests
 from workflows.sweep import sweep_once
 
 log = logging.getLogger("duban.jobs")
@@ -38,6 +39,8 @@ class Jobs:
                 fired, _ = sweep_once(db, ctx, batch=self.app.state.settings.sweep_batch)
             if fired:
                 self.app.state.metrics.timers_fired.inc(fired)
+            with db.unit_of_work() as session:
+                enqueue_daily_digests(session, ctx)
         except Exception:
             log.exception("timer sweep failed; it will run again")
         finally:

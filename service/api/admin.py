@@ -15,6 +15,7 @@ from service.auth import require_scope
 from service.deps import Caller, ReadSession, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
+from workflows.daily_digest import enqueue_daily_digests
 from workflows.rescheduling import move_deadlines
 from workflows.sweep import advance_clock
 
@@ -89,6 +90,7 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     db, ctx = request.app.state.db, request.app.state.ctx
     fired = advance_clock(db, ctx, target)
     with db.unit_of_work() as session:
+        enqueue_daily_digests(session, ctx)
         state = session.get(ClockState, 1)
         if state is None:
             session.add(ClockState(id=1, now=clock.now()))

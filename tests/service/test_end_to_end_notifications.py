@@ -104,3 +104,31 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
         )["items"]
         assert len(sent) >= 4 and all(n["attempts"] >= 1 for n in sent)
         assert ok(client.get("/api/v1/notifications?status=pending", headers=ADMIN))["items"] == []
+
+
+def test_daily_digest_at_nine_on_working_days_once(db_url):
+    with WeComRobot({"k-wy", "k-zb"}) as wecom, make_client(db_url, clock_start="2026-03-02T08:00:00+08:00") as client:
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom", "url": wecom.url("k-wy")},
+                       headers=ADMIN), 201)
+        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom", "url": wecom.url("k-zb")},
+                       headers=ADMIN), 201)
+        create_project(client, "P1", "wy")
+        for days in (2, 20):
+            b = create_blocker(client, "P1", title=f"限期{days}个工作日的问题")
+            ok(client.post(f"/api/v1/blockers/{b['id']}/assign", json={"unit": "wy", "deadline": {"working_days": days}},
+                           headers=ADMIN))
+        advance(client, "PT30M")  # 08:30: not yet
+        digests = ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]
+        assert not [n for n in digests if n["kind"] == "daily_digest"]
+        advance(client, "PT1H")  # 09:30 Monday
+        advance(client, "PT1H")  # again the same day: still one
+        dispatcher = make_dispatcher(client.app)
+        try:
+            for _ in range(3):
+                dispatcher.dispatch_once()
+        finally:
+            dispatcher.close()
+        daily = [m for m in wecom.messages if "每日督办" in (m.title + m.content)]
+        assert len(daily) == 1 and daily[0].robot == "k-wy"
+        assert "限期2个工作日的问题" in daily[0].content and "限期20个工作日的问题" not in daily[0].content

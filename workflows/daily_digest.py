@@ -1,0 +1,93 @@
+"""The daily digest (每日督办): at 09:00 on working days, one message per unit group.
+
+Driven by business time from the sweep tick (so the simulation clock drives it too);
+one row per channel and day, keyed by its delivery id, so it is never sent twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from service.models import Blocker, Channel, Escalation, Notification, Unit, WebhookSubscription
+from workflows.context import EngineContext
+from workflows.outbox import message_context
+
+DIGEST_AT = "09:00"
+OPEN_STATES = ("assigned", "supervised", "deadline")
+
+
+def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -> list[dict]:
+    cal = ctx.calendars.get(session)
+    rows = session.exec(
+        select(Blocker)
+        .where(
+            Blocker.unit_id == unit.id, Blocker.state.in_(OPEN_STATES), Blocker.due_at <= horizon
+        )
+        .order_by(Blocker.due_at)
+        .limit(50)
+    )
+    return [message_context(session, b, cal, now, kind="deadline_reminder") for b in rows]
+
+
+def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[dict]:
+    cal = ctx.calendars.get(session)
+    blocker_ids = select(Escalation.blocker_id).where(
+        Escalation.target_unit_id == unit.id, Escalation.status.in_(("open", "acknowledged"))
+    )
+    rows = session.exec(
+        select(Blocker).where(Blocker.id.in_(blocker_ids)).order_by(Blocker.id).limit(50)
+    )
+    return [message_context(session, b, cal, now, kind="escalated") for b in rows]
+
+
+def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
+    """Write today's digests if it is a working day, past 09:00, and not done yet."""
+    now = ctx.clock.now()
+    cal = ctx.calendars.get(session)
+    today = cal.local_date(now)
+    if not cal.is_working_day(today) or now < cal.at_local(today, DIGEST_AT):
+        return 0
+    horizon = cal.end_of_day(cal.add_working_days(today, 3))
+    subscription_channels = select(WebhookSubscription.channel_id).where(
+        WebhookSubscription.channel_id.is_not(None)
+    )
+    channels = session.exec(
+        select(Channel).where(
+            Channel.enabled == True,  # noqa: E712
+            Channel.kind.in_(("wecom", "dingtalk", "feishu", "email")),
+            Channel.id.not_in(subscription_channels),
+        )
+    )
+    written = 0
+    for channel in list(channels):
+        delivery_id = f"daily-{today.isoformat()}-{channel.id}"
+        if session.exec(
+            select(Notification.id).where(Notification.delivery_id == delivery_id)
+        ).first():
+            continue
+        unit = session.get(Unit, channel.unit_id)
+        if unit is None:
+            continue
+        if "general_taskforce" in (unit.tags or []):
+            items = _items_for_queue(session, ctx, unit, now)
+        else:
+            items = _items_for_unit(session, ctx, unit, now, horizon)
+        if not items:
+            continue
+        session.add(
+            Notification(
+                blocker_id=None,
+                channel_id=channel.id,
+                kind="daily_digest",
+                event_type="digest.daily",
+                delivery_id=delivery_id,
+                context={"items": items, "date": today.isoformat(), "unit_name": unit.name},
+                not_before=now,
+                created_at=now,
+            )
+        )
+        written += 1
+    session.flush()
+    return written
