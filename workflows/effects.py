@@ -60,6 +60,8 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
         if default is None:
             raise _invalid("deadline: required for this workflow.", "deadline")
         spec = default.model_dump(exclude_none=True)
+        # Recorded so that a later change of the holiday schedule can recount it.
+        run.recorded["deadline_spec"] = spec
     if "working_days" in spec and spec["working_days"] is not None:
         n = int(spec["working_days"])
         if n < 1 or n > 400:
@@ -78,15 +80,19 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
     return day, run.cal.end_of_day(day)
 
 
+def _calendar_warnings(run: Run, day: date) -> list[str]:
+    missing = run.cal.years_without_official_data(run.cal.local_date(run.now), day)
+    return [
+        f"{year} 年尚未载入官方节假日安排，截止日期按周一至周五计算（weekends-only）。"
+        for year in missing
+    ]
+
+
 def _set_deadline(run: Run, spec: Any) -> None:
     day, due = resolve_deadline(run, spec)
     blocker = run.blocker
     blocker.deadline, blocker.due_at = day, due
-    missing = run.cal.years_without_official_data(run.cal.local_date(run.now), day)
-    blocker.warnings = [
-        f"{year} 年尚未载入官方节假日安排，截止日期按周一至周五计算（weekends-only）。"
-        for year in missing
-    ]
+    blocker.warnings = _calendar_warnings(run, day)
     run.recorded["deadline_date"] = day.isoformat()
     run.recorded["due_at"] = due.isoformat()
     run.deadline_changed = True
@@ -241,6 +247,8 @@ def move_deadline(run: Run) -> None:
     """The holiday schedule changed: recount the same working days from the same start."""
     day = date.fromisoformat(run.payload["deadline"])
     run.blocker.deadline, run.blocker.due_at = day, run.cal.end_of_day(day)
+    # The year just loaded no longer falls back to weekends only.
+    run.blocker.warnings = _calendar_warnings(run, day)
     run.recorded["previous_deadline"] = run.payload.get("previous_deadline")
     run.deadline_changed = True
 

@@ -56,6 +56,13 @@ def fire_timer(
         session.refresh(timer)
         if timer.status != "pending":
             return False
+    if ctx.lock_rows and not naive:
+        # Firing may cancel the blocker's other pending timers; if another sweeper has claimed
+        # one, waiting for it can deadlock (each waits on the other's claim): leave this one.
+        others = select(Timer.id).where(Timer.blocker_id == blocker.id, Timer.status == "pending")
+        held = session.exec(others.with_for_update(skip_locked=True)).all()
+        if len(held) != len(session.exec(others).all()):
+            return False
     action = str(timer.payload.get("action", ""))
     if blocker.state != timer.payload.get("state"):
         timer.status = "cancelled"
@@ -104,7 +111,9 @@ def sweep_once(
                 if timer.status != "pending":
                     progressed += 1
         settled += progressed
-        if len(timers) < batch or progressed == 0:
+        # A short batch is not the end when it made progress: firing may have planned the
+        # next step of a repeating timer that is due already (after downtime); claim again.
+        if not timers or progressed == 0:
             return fired, settled
 
 

@@ -46,13 +46,15 @@ def due_at_for(
         return base + timedelta(hours=spec.hours * step)
     start = cal.local_date(base)
     days = spec.working_days or 0
-    if step > 1 and spec.repeat is not None:
-        days += spec.repeat.working_days * (step - 1)
-    due = _at(cal, cal.add_working_days(start, days), spec.at)
-    if due <= base:
+    first = cal.add_working_days(start, days)
+    if _at(cal, first, spec.at) <= base:
         # e.g. "acknowledge the same working day" assigned after hours: the next working day.
-        due = _at(cal, cal.add_working_days(start, days + 1), spec.at)
-    return due
+        first = cal.add_working_days(start, days + 1)
+    if step > 1 and spec.repeat is not None:
+        # Later steps count from the first step's day, so a 0-day first step that moved to
+        # the next working day (after hours, weekend) never falls due together with step 2.
+        first = cal.add_working_days(first, spec.repeat.working_days * (step - 1))
+    return _at(cal, first, spec.at)
 
 
 def plan_state_timers(

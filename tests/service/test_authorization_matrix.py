@@ -1,0 +1,115 @@
+"""Every endpoint × every kind of caller, against another unit's objects: the documented answer.
+
+Keys: none, a key of another county (wrong unit), a read-only key of the owning county,
+the owning county's read-write key, the city general taskforce's key, the admin key.
+Reads outside a key's jurisdiction are 404 (no existence leak), actions 403.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ADMIN, city, create_blocker, create_key, create_project, make_client, ok
+
+CALLERS = ("none", "wrong_unit", "read_only", "unit", "taskforce", "admin")
+
+
+def _assigned_blocker(client) -> int:
+    b = create_blocker(client, "P1")
+    ok(client.post(f"/api/v1/blockers/{b['id']}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                   headers=ADMIN))
+    return b["id"]
+
+
+def _resolved_blocker(client) -> int:
+    bid = _assigned_blocker(client)
+    ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+    ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "ok"}, headers=ADMIN))
+    return bid
+
+
+# (name, method, path, body, fixture, expected per caller)
+MATRIX = [
+    ("list units", "GET", "/api/v1/units", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("read unit", "GET", "/api/v1/units/wy", None, None, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("create unit", "POST", "/api/v1/units", {"code": "new-{c}", "name": "n", "level": "township", "kind": "government", "parent": "wy"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("create officer", "POST", "/api/v1/officers", {"name": "王五", "mobile": "13700000000", "unit": "wy", "role": "staff"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("create key", "POST", "/api/v1/api-keys", {"name": "k", "unit": "wy", "scopes": ["read"]}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("create channel", "POST", "/api/v1/channels", {"unit": "wy", "kind": "wecom", "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("read project", "GET", "/api/v1/projects/P1", None, None, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("create project", "POST", "/api/v1/projects", {"code": "P-{c}", "name": "n", "category": "省市重点", "county": "wy"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=201, taskforce=201, admin=201)),
+    ("create blocker", "POST", "/api/v1/blockers", {"project": "P1", "title": "t", "category": "用地"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=201, taskforce=201, admin=201)),
+    ("read blocker", "GET", "/api/v1/blockers/{b}", None, _assigned_blocker, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("acknowledge", "POST", "/api/v1/blockers/{b}/acknowledge", {}, _assigned_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=200, taskforce=403, admin=200)),
+    ("feedback before acknowledging", "POST", "/api/v1/blockers/{b}/feedback", {"note": "n"}, _assigned_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=409, taskforce=409, admin=409)),
+    ("verify", "POST", "/api/v1/blockers/{b}/verify", {"satisfied": True, "note": "满意"}, _resolved_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
+    ("withdraw", "POST", "/api/v1/blockers/{b}/withdraw", {"reason": "重复"}, _assigned_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
+    ("request escalation", "POST", "/api/v1/blockers/{b}/request_escalation", {"reason": "需市级协调"}, _assigned_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=200, taskforce=200, admin=200)),
+    ("calendar read", "GET", "/api/v1/calendar/2026", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("calendar write", "PUT", "/api/v1/calendar/2027", {"holidays": ["2027-01-01"], "workdays": []}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("clock", "POST", "/api/v1/admin/clock", {"advance": "PT1M"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("webhook", "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}, None,
+     dict(none=401, wrong_unit=201, read_only=403, unit=201, taskforce=201, admin=201)),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, sqlite_template):
+    import shutil
+
+    path = tmp_path_factory.mktemp("authz") / "db.db"
+    shutil.copy(sqlite_template, path)
+    with make_client(f"sqlite:///{path}") as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        keys = {
+            "none": {},
+            "wrong_unit": create_key(client, "hj"),
+            "read_only": create_key(client, "wy", scopes=["read"]),
+            "unit": create_key(client, "wy"),
+            "taskforce": create_key(client, "xx-zb"),
+            "admin": ADMIN,
+        }
+        yield client, keys
+
+
+@pytest.mark.parametrize("case", MATRIX, ids=[row[0] for row in MATRIX])
+def test_authorization_matrix(world, case):
+    client, keys = world
+    name, method, path, body, fixture, expected = case
+    for n, caller in enumerate(CALLERS):
+        target = fixture(client) if fixture else None
+        url = path.format(b=target, c=f"{caller}{n}")
+        payload = None if body is None else {k: (v.format(c=f"{caller}{n}") if isinstance(v, str) else v)
+                                             for k, v in body.items()}
+        response = client.request(method, url, json=payload, headers=keys[caller])
+        assert response.status_code == expected[caller], (name, caller, response.status_code, response.text)
+        if response.status_code >= 400:
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_mass_assignment_is_refused(world):
+    client, _ = world
+    bid = _assigned_blocker(client)
+    for field, value in (("state", "closed"), ("version", 99), ("escalation_level", 3), ("hash", "0" * 64),
+                         ("last_hash", "x")):
+        r = client.post("/api/v1/blockers", json={"project": "P1", "title": "t", "category": "用地", field: value},
+                        headers=ADMIN)
+        assert r.status_code == 422 and field in r.json()["detail"]
+        r = client.post(f"/api/v1/blockers/{bid}/feedback", json={"note": "n", field: value}, headers=ADMIN)
+        assert r.status_code == 422
+    after = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+    assert after["state"] == "assigned" and after["version"] == 2 and after["escalation_level"] == 0
