@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bench import gate, startup
+from bench import gate, http_mix, startup
 
 if __name__ == "__main__":
     startup.main()
     gate.main()
+    http_mix.main()

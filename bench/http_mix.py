@@ -1,0 +1,200 @@
+"""REST throughput with a realistic mix, against `duban serve` with production settings.
+
+Mix: create 10 %, assign 10 %, acknowledge 10 %, feedback 30 %, reads 40 %. First an
+open-loop run finds the maximum; then a paced run at 80 % of it reports p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import httpx
+
+from bench.common import fresh_database, machine
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_KEY = "bench-admin-key-0123456789"
+H = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DUBAN_DATABASE_URL": url,
+        "DUBAN_ADMIN_KEY": ADMIN_KEY,
+        "DUBAN_RATE_LIMIT_PER_MINUTE": "100000000",
+        "DUBAN_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/duban"), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def seed(base: str) -> None:
+    with httpx.Client(base_url=base, headers=H) as c:
+        c.post(
+            "/api/v1/units",
+            json={
+                "code": "xx",
+                "name": "市",
+                "level": "city",
+                "kind": "government",
+                "tags": ["city_government"],
+            },
+        ).raise_for_status()
+        c.post(
+            "/api/v1/units",
+            json={
+                "code": "zb",
+                "name": "综合专班",
+                "level": "city",
+                "kind": "taskforce",
+                "parent": "xx",
+                "tags": ["general_taskforce"],
+            },
+        ).raise_for_status()
+        c.post(
+            "/api/v1/units",
+            json={
+                "code": "wy",
+                "name": "县",
+                "level": "county",
+                "kind": "government",
+                "parent": "xx",
+            },
+        ).raise_for_status()
+        c.post(
+            "/api/v1/projects",
+            json={"code": "P", "name": "项目", "category": "省市重点", "county": "wy"},
+        ).raise_for_status()
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self, base: str, stop: threading.Event, pace_s: float, latencies: list, errors: list
+    ):
+        super().__init__(daemon=True)
+        self.client = httpx.Client(base_url=base, headers=H, timeout=30)
+        self.stop, self.pace_s, self.latencies, self.errors = stop, pace_s, latencies, errors
+        self.collected: deque[int] = deque()
+        self.assigned: deque[int] = deque()
+        self.supervised: list[int] = []
+
+    def op(self) -> httpx.Response:
+        r = random.random()
+        if r < 0.1 or not self.collected:
+            resp = self.client.post(
+                "/api/v1/blockers", json={"project": "P", "title": "压测问题", "category": "用地"}
+            )
+            if resp.status_code == 201:
+                self.collected.append(resp.json()["id"])
+            return resp
+        if r < 0.2:
+            bid = self.collected.popleft()
+            resp = self.client.post(
+                f"/api/v1/blockers/{bid}/assign",
+                json={"unit": "wy", "deadline": {"working_days": 30}},
+            )
+            self.assigned.append(bid)
+            return resp
+        if r < 0.3 and self.assigned:
+            bid = self.assigned.popleft()
+            self.supervised.append(bid)
+            return self.client.post(f"/api/v1/blockers/{bid}/acknowledge", json={})
+        if r < 0.6 and self.supervised:
+            bid = random.choice(self.supervised)
+            return self.client.post(f"/api/v1/blockers/{bid}/feedback", json={"note": "进展正常"})
+        if self.supervised and random.random() < 0.5:
+            return self.client.get("/api/v1/blockers", params={"limit": 20, "state": "supervised"})
+        return self.client.get(f"/api/v1/blockers/{self.collected[-1] if self.collected else 1}")
+
+    def run(self) -> None:
+        next_at = time.perf_counter()
+        while not self.stop.is_set():
+            start = time.perf_counter()
+            resp = self.op()
+            self.latencies.append(time.perf_counter() - start)
+            if resp.status_code >= 500:
+                self.errors.append(resp.status_code)
+            if self.pace_s:
+                next_at += self.pace_s
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+
+
+def load(
+    base: str, workers: int, seconds: float, rate: float | None
+) -> tuple[float, list[float], int]:
+    stop = threading.Event()
+    latencies: list[float] = []
+    errors: list[int] = []
+    pace = (workers / rate) if rate else 0.0
+    pool = [Worker(base, stop, pace, latencies, errors) for _ in range(workers)]
+    start = time.perf_counter()
+    for w in pool:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in pool:
+        w.join()
+    return len(latencies) / (time.perf_counter() - start), latencies, len(errors)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 100 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+    print(f"# REST mix ({machine()}; load generator on the same 2 cores)")
+    for kind in ("sqlite", "postgres"):
+        with fresh_database(kind) as url:
+            proc, base = start_server(url)
+            try:
+                seed(base)
+                peak, _, errors = load(base, args.workers, args.seconds, None)
+                rate, lat, errors80 = load(base, args.workers, args.seconds, peak * 0.8)
+                print(
+                    f"http_mix {kind:8s}: max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
+                    f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
+                    f"5xx {errors + errors80}"
+                )
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
