@@ -8,13 +8,14 @@ export DUBAN_ADMIN_KEY ?= dev-admin-key-change-me
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench demo clean help
 
 help:
 	@echo "make run    - set up .venv, migrate SQLite under ./var and serve on http://$(HOST):$(PORT)"
 	@echo "make test   - set up .venv with the dev extra and run the whole suite (SQLite + PostgreSQL)"
 	@echo "make lint   - ruff"
 	@echo "make bench  - print the figures in bench/"
+	@echo "make demo   - a simulated city with reminders, escalations and a chat inbox"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ run: $(RUN_STAMP)
 	@echo "  database:  $${DUBAN_DATABASE_URL:-sqlite:///./var/duban.db}"
 	@echo ""
 	$(BIN)/duban serve --host $(HOST) --port $(PORT) --no-migrate
+
+demo: $(RUN_STAMP)
+	@mkdir -p var
+	$(BIN)/duban demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check service workflows notifiers tests bench

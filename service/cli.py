@@ -118,6 +118,15 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.demo.run import run_demo
+
+    run_demo(args.host, args.port, Path(args.database), args.day_seconds, args.prefill_days, args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="duban", description="督办 duban: the closed loop on project blockers"
@@ -152,11 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch = sub.add_parser("dispatch", help="run only the notification dispatcher")
     dispatch.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
     dispatch.set_defaults(func=cmd_dispatch)
+
+    demo = sub.add_parser("demo", help="a realistic city on the simulation clock, with a chat inbox")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--database", default="var/demo.db", help="SQLite file, recreated on every start")
+    demo.add_argument("--day-seconds", type=float, default=5.0, help="real seconds per simulated working day")
+    demo.add_argument("--prefill-days", type=int, default=18, help="working days simulated before serving")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("transitions", "httpx", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

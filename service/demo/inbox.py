@@ -1,0 +1,163 @@
+"""The demo's fake chat robots and the inbox page that shows what reached each group.
+
+Messages arrive here through the real dispatcher over real HTTP, exactly as they would
+reach WeCom or DingTalk (DingTalk's signature is checked); nothing takes a shortcut.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlmodel import func, select
+
+from service.models import Blocker, Escalation, Event, Unit
+
+PAGE = Path(__file__).with_name("inbox.html")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def add(self, **message: Any) -> None:
+        with self.lock:
+            message["id"] = len(self.messages) + 1
+            self.messages.append(message)
+
+    def after(self, after: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return self.messages[after : after + 500]
+
+
+def dingtalk_sign(secret: str, timestamp: str) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def router(inbox: Inbox, simulation_ref: dict) -> APIRouter:
+    api = APIRouter(prefix="/demo", include_in_schema=False)
+
+    def _group(request: Request, code: str) -> str:
+        with request.app.state.db.unit_of_work(readonly=True) as session:
+            unit = session.exec(select(Unit).where(Unit.code == code)).first()
+        return unit.name if unit else code
+
+    @api.post("/robot/wecom/cgi-bin/webhook/send")
+    async def wecom(request: Request, key: str) -> JSONResponse:
+        body = await request.json()
+        kind = body.get("msgtype")
+        part = body.get(kind) or {}
+        inbox.add(
+            platform="企业微信",
+            group=key,
+            group_name=_group(request, key),
+            msgtype=kind,
+            content=part.get("content", ""),
+            mentions=part.get("mentioned_mobile_list", []),
+            sim_time=request.app.state.ctx.clock.now()
+            .astimezone(request.app.state.settings.tz)
+            .isoformat(),
+            at=time.time(),
+        )
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    @api.post("/robot/dingtalk/robot/send")
+    async def dingtalk(
+        request: Request, access_token: str, timestamp: str = "", sign: str = ""
+    ) -> JSONResponse:
+        expected = dingtalk_sign(f"SECdemo-{access_token}", timestamp)
+        fresh = timestamp.isdigit() and abs(time.time() * 1000 - int(timestamp)) < 3_600_000
+        if not fresh or not hmac.compare_digest(expected, sign):
+            return JSONResponse({"errcode": 310000, "errmsg": "sign not match"})
+        body = await request.json()
+        kind = body.get("msgtype")
+        part = body.get(kind) or {}
+        inbox.add(
+            platform="钉钉",
+            group=access_token,
+            group_name=_group(request, access_token),
+            msgtype=kind,
+            title=part.get("title", ""),
+            content=part.get("text") or part.get("content", ""),
+            mentions=(body.get("at") or {}).get("atMobiles", []),
+            sim_time=request.app.state.ctx.clock.now()
+            .astimezone(request.app.state.settings.tz)
+            .isoformat(),
+            at=time.time(),
+        )
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    @api.get("/messages")
+    def messages(after: int = 0) -> list[dict[str, Any]]:
+        return inbox.after(after)
+
+    @api.get("/state")
+    def state(request: Request) -> dict[str, Any]:
+        sim = simulation_ref.get("sim")
+        with request.app.state.db.unit_of_work(readonly=True) as session:
+            by_state = dict(
+                session.exec(select(Blocker.state, func.count()).group_by(Blocker.state)).all()
+            )
+            escalations = session.exec(select(func.count()).select_from(Escalation)).one()
+        now = request.app.state.ctx.clock.now().astimezone(request.app.state.settings.tz)
+        return {
+            "now": now.isoformat(),
+            "paused": bool(sim and sim.paused.is_set()),
+            "days": sim.days if sim else 0,
+            "states": by_state,
+            "escalations": escalations,
+            "messages": len(inbox.messages),
+        }
+
+    @api.post("/pause")
+    def pause() -> dict[str, bool]:
+        sim = simulation_ref.get("sim")
+        if sim:
+            sim.paused.set()
+        return {"paused": True}
+
+    @api.post("/resume")
+    def resume() -> dict[str, bool]:
+        sim = simulation_ref.get("sim")
+        if sim:
+            sim.paused.clear()
+        return {"paused": False}
+
+    @api.get("/blockers/{blocker_id}", response_class=HTMLResponse)
+    def blocker_page(blocker_id: int, request: Request) -> HTMLResponse:
+        """Where the links in chat messages lead: the blocker and its timeline."""
+        tz = request.app.state.settings.tz
+        with request.app.state.db.unit_of_work(readonly=True) as session:
+            blocker = session.get(Blocker, blocker_id)
+            if blocker is None:
+                return HTMLResponse("<p>没有这个问题事项。</p>", status_code=404)
+            events = session.exec(
+                select(Event).where(Event.blocker_id == blocker_id).order_by(Event.seq)
+            )
+            rows = "".join(
+                f"<tr><td>{e.seq}</td><td>{e.at.astimezone(tz):%Y-%m-%d %H:%M}</td><td>{escape(e.actor)}</td>"
+                f"<td>{escape(e.action)}</td><td>{escape(e.state_before or '')} → {escape(e.state_after)}</td></tr>"
+                for e in events
+            )
+        return HTMLResponse(
+            f"<!doctype html><meta charset='utf-8'><title>问题事项 {blocker.id}</title>"
+            f"<h2>{escape(blocker.title)}</h2><p>状态：{escape(blocker.state)}　升级层级：{blocker.escalation_level}"
+            f"　截止日期：{blocker.deadline or '—'}</p><table border=1 cellpadding=4>"
+            f"<tr><th>#</th><th>时间</th><th>操作人</th><th>操作</th><th>状态</th></tr>{rows}</table>"
+        )
+
+    @api.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    return api
