@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from service import migrations
 
@@ -25,6 +26,12 @@ PG_ADMIN_DSN = os.environ.get(
 PG_URL_BASE = os.environ.get("DUBAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 RUN_ID = uuid.uuid4().hex[:8]
 BACKENDS = ["sqlite", "postgres"]
+
+# CI replays the same examples every run (a fixed seed): a red CI is a real, reproducible
+# failure, never a lucky draw. Developers get fresh random examples locally.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 def _pg_admin():

@@ -28,7 +28,7 @@ from workflows.errors import (
     NotFound,
     StaleVersion,
 )
-from workflows.outbox import enqueue_for_unit, enqueue_webhooks, message_context
+from workflows.outbox import enqueue_for_unit, enqueue_webhooks, event_name, message_context
 from workflows.timers import cancel_pending, make_timer, plan_state_timers
 
 
@@ -325,7 +325,15 @@ def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, se
         "seq": seq,
         "at": now.isoformat(),
     }
-    enqueue_webhooks(session, blocker=blocker, event_type=f"blocker.{action}", body=body, now=now)
+    payload = run.payload
+    enqueue_webhooks(
+        session,
+        blocker=blocker,
+        event_type=event_name(action, payload),
+        body=body,
+        now=now,
+        aliases=(f"blocker.{action}",),
+    )
     if run.escalated_to is not None:
         enqueue_webhooks(
             session, blocker=blocker, event_type="blocker.escalated", body=body, now=now

@@ -99,8 +99,36 @@ def enqueue_for_unit(
     return count
 
 
+# Outbound event names: the past tense of what happened. A subscription may also name the
+# action itself ("blocker.close"); both match.
+EVENT_NAMES = {
+    "create": "blocker.created",
+    "assign": "blocker.assigned",
+    "acknowledge": "blocker.acknowledged",
+    "feedback": "blocker.feedback",
+    "report_resolved": "blocker.resolved",
+    "close": "blocker.closed",
+    "withdraw": "blocker.withdrawn",
+    "request_escalation": "blocker.escalation_requested",
+    "deadline_passed": "blocker.overdue",
+    "reschedule": "blocker.rescheduled",
+}
+
+
+def event_name(action: str, payload: dict[str, Any] | None = None) -> str:
+    if action == "verify":
+        return "blocker.verified" if (payload or {}).get("satisfied") else "blocker.returned"
+    return EVENT_NAMES.get(action, f"blocker.{action}")
+
+
 def enqueue_webhooks(
-    session: Session, *, blocker: Blocker, event_type: str, body: dict[str, Any], now: datetime
+    session: Session,
+    *,
+    blocker: Blocker,
+    event_type: str,
+    body: dict[str, Any],
+    now: datetime,
+    aliases: tuple[str, ...] = (),
 ) -> int:
     """Signed outbound webhooks to subscribed systems, sent at once (no office hours)."""
     unit_path = None
@@ -108,10 +136,11 @@ def enqueue_webhooks(
         unit = session.get(Unit, blocker.unit_id)
         unit_path = unit.path if unit else None
     count = 0
+    names = {event_type, *(aliases or ())}
     for sub in session.exec(select(WebhookSubscription)):
         if sub.channel_id is None:
             continue
-        if event_type not in sub.events and "*" not in sub.events:
+        if not names & set(sub.events) and "*" not in sub.events:
             continue
         if sub.unit_id is not None:
             owner = session.get(Unit, sub.unit_id)
@@ -125,7 +154,7 @@ def enqueue_webhooks(
                 event_type=event_type,
                 delivery_id=uuid.uuid4().hex,
                 urgent=True,
-                context=body,
+                context={"type": event_type, **body},
                 not_before=now,
             )
         )

@@ -36,24 +36,27 @@ from service.models import (
     WebhookSubscription,
 )
 from service.problems import Problem
+from workflows.outbox import EVENT_NAMES
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 EVENT_TYPES = (
-    "blocker.created",
+    "*",
+    *sorted(
+        set(EVENT_NAMES.values()) | {"blocker.verified", "blocker.returned", "blocker.escalated"}
+    ),
+    # The action names are accepted too.
+    "blocker.create",
     "blocker.assign",
     "blocker.acknowledge",
-    "blocker.feedback",
     "blocker.report_resolved",
     "blocker.verify",
     "blocker.close",
     "blocker.withdraw",
     "blocker.request_escalation",
-    "blocker.escalated",
     "blocker.deadline_passed",
     "blocker.climb",
     "blocker.reschedule",
-    "*",
 )
 
 
@@ -269,7 +272,7 @@ def list_notifications(
     session: ReadSession,
     caller: Caller,
     status: Literal["pending", "sent", "failed", "dead"] | None = None,
-    blocker: Annotated[int | None, Query(ge=1)] = None,
+    blocker: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[NotificationOut]:

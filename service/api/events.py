@@ -20,7 +20,9 @@ def list_events(
     request: Request,
     session: ReadSession,
     caller: Caller,
-    after: Annotated[int, Query(ge=0, description="Event id cursor: events after this one")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**62, description="Event id cursor: events after this one")
+    ] = 0,
     limit: Limit = 50,
 ) -> Page[EventOut]:
     query = select(Event).where(Event.id > after).order_by(Event.id).limit(limit)

@@ -94,10 +94,10 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
         )
         escalated = [m for m in wecom.messages if m.robot == "k-zb"]
         assert escalated and "逾期" in escalated[0].content + escalated[0].title
-        assert (
-            sorted(hook.events.values()) == ["blocker.assign", "blocker.escalated"]
-            and hook.duplicates == 0
-        )
+        # Subscribed by action name ("blocker.assign"); delivered under the event name.
+        assert sorted(hook.events.values()) == ["blocker.assigned", "blocker.escalated"]
+        assert hook.duplicates == 0
+        assert {body["type"] for body in hook.bodies.values()} == {"blocker.assigned", "blocker.escalated"}
         assert all(body["blocker_id"] == b["id"] for body in hook.bodies.values())
         sent = ok(
             client.get(f"/api/v1/notifications?blocker={b['id']}&status=sent", headers=ADMIN)
