@@ -252,7 +252,7 @@ def apply(
         run,
         now,
         cal,
-        event.seq,
+        event,
     )
     session.flush()
     return blocker
@@ -292,7 +292,8 @@ def _reschedule(
                 session.add(nxt)
 
 
-def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, seq) -> None:
+def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, event) -> None:
+    seq = event.seq
     unit = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
     for notify in notifies:
         if notify.to == "responsible_unit":
@@ -316,6 +317,8 @@ def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, se
             not_before=not_before,
             urgent=urgent,
         )
+    session.flush()  # the event's id is part of what subscribers receive
+    local = now.astimezone(cal.tz).isoformat()
     body = {
         "blocker_id": blocker.id,
         "action": action,
@@ -323,7 +326,18 @@ def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, se
         "escalation_level": blocker.escalation_level,
         "version": blocker.version,
         "seq": seq,
-        "at": now.isoformat(),
+        "at": local,
+        "event": {
+            "id": event.id,
+            "seq": seq,
+            "action": action,
+            "actor": event.actor,
+            "state_before": event.state_before,
+            "state_after": event.state_after,
+            "at": local,
+            "payload": event.payload,
+            "hash": event.hash,
+        },
     }
     payload = run.payload
     enqueue_webhooks(

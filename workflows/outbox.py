@@ -131,10 +131,13 @@ def enqueue_webhooks(
     aliases: tuple[str, ...] = (),
 ) -> int:
     """Signed outbound webhooks to subscribed systems, sent at once (no office hours)."""
-    unit_path = None
-    if blocker.unit_id:
-        unit = session.get(Unit, blocker.unit_id)
-        unit_path = unit.path if unit else None
+    # Where the blocker sits: its responsible unit, or the project's county before assignment.
+    home_id = blocker.unit_id
+    if home_id is None:
+        project = session.get(Project, blocker.project_id)
+        home_id = project.county_unit_id if project else None
+    home = session.get(Unit, home_id) if home_id else None
+    unit_path = home.path if home else None
     count = 0
     names = {event_type, *(aliases or ())}
     for sub in session.exec(select(WebhookSubscription)):

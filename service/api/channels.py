@@ -180,7 +180,9 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
         owner = caller.unit_id or session.exec(select(Unit.id).order_by(Unit.id)).first()
         if owner is None:
             raise Problem(422, "Create the unit tree before subscribing webhooks.")
-        unit_id = None if caller.has("admin") else caller.unit_id
+        # The subscription sees what the key sees: a city taskforce's key, the whole city.
+        scope = session.exec(select(Unit).where(Unit.path == caller.scope_path)).first()
+        unit_id = None if caller.has("admin") else (scope.id if scope else caller.unit_id)
         channel = Channel(unit_id=owner, kind="webhook", url=body.url, secret=body.secret)
         session.add(channel)
         session.flush()
