@@ -44,6 +44,8 @@ def get_principal(
     with request.app.state.db.unit_of_work(readonly=True) as session:
         principal = authenticate(session, header, request.app.state.settings.admin_key)
     request.state.principal = principal
+    if request.method in ("GET", "HEAD") and not principal.has("read"):
+        raise Problem(403, "This API key lacks the 'read' scope needed to read.")
     return principal
 
 

@@ -113,3 +113,11 @@ def test_mass_assignment_is_refused(world):
         assert r.status_code == 422
     after = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
     assert after["state"] == "assigned" and after["version"] == 2 and after["escalation_level"] == 0
+
+
+def test_write_only_key_cannot_read(world):
+    client, _ = world
+    writer = create_key(client, "wy", scopes=["write"])
+    assert client.get("/api/v1/units/wy", headers=writer).status_code == 403
+    created = client.post("/api/v1/blockers", json={"project": "P1", "title": "t", "category": "用地"}, headers=writer)
+    assert created.status_code == 201
