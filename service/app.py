@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from service import problems
@@ -30,6 +31,7 @@ from service.deps import reject_unknown_query
 from service.jobs import Jobs
 from service.limits import LimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware
+from service.models import ClockState
 from service.settings import Settings, get_settings
 from workflows.calendar_store import CalendarStore
 from workflows.clock import ManualClock, SystemClock
@@ -47,12 +49,22 @@ Authenticate with `Authorization: Bearer <key>`. Errors are `application/problem
 """
 
 
+def saved_clock(db: Database) -> datetime | None:
+    """The simulated time a previous process left (shared by `duban sweep` / `dispatch`)."""
+    try:
+        with db.unit_of_work(readonly=True) as session:
+            state = session.get(ClockState, 1)
+    except SQLAlchemyError:
+        return None  # not migrated yet
+    return state.now if state else None
+
+
 def build_context(settings: Settings, db: Database) -> EngineContext:
     if settings.clock == "manual":
         start = (
             datetime.fromisoformat(settings.clock_start)
             if settings.clock_start
-            else SystemClock().now()
+            else saved_clock(db) or SystemClock().now()
         )
         clock = ManualClock(start)
     else:
