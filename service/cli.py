@@ -82,7 +82,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     log = logging.getLogger("duban.sweep")
     fired_total = 0
     while True:
-        fired, _ = sweep_once(db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive)
+        try:
+            fired, _ = sweep_once(db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive)
+        except Exception:
+            # A lost connection or a deadlock victim: the claimed timers stay pending.
+            log.exception("sweep failed; trying again after the interval")
+            fired = 0
         fired_total += fired
         if fired:
             log.info("fired %d timers (%d in all)", fired, fired_total)
