@@ -517,7 +517,7 @@ def main() -> None:
         a, b = r["at_small"], r["at_n"]
         change = (b["rss_mb"] - a["rss_mb"]) / a["rss_mb"]
         print(
-            f"timers_scale {kind}: idle sweep median {b['claim_us']:.0f} µs at {fmt_n(r['n'])} "
+            f"timers_scale {kind}: idle sweep (whole sweep_once) median {b['sweep_us']:.0f} µs at {fmt_n(r['n'])} "
             f"blockers; RSS {short_n(r['small'])}={fmt_mb(a['rss_mb'])} "
             f"{short_n(r['n'])}={fmt_mb(b['rss_mb'])} "
             f"({change:+.1%})"

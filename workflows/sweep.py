@@ -8,7 +8,7 @@ plus the status check make a second firing impossible.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 
@@ -87,6 +87,30 @@ def fire_timer(
     return True
 
 
+_ANYTHING_DUE = "SELECT 1 FROM timers WHERE status = 'pending' AND due_at <= {param} LIMIT 1"
+
+
+def anything_due(db: Database, now: datetime) -> bool:
+    """The idle tick: one indexed probe on a pooled connection, no ORM, no write lock.
+
+    Most sweeps find nothing due; they should cost microseconds, not a write transaction.
+    """
+    raw = db.read_engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.is_sqlite:
+            # The storage format of UTCDateTime on SQLite: naive UTC text.
+            value = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            cursor.execute(_ANYTHING_DUE.format(param="?"), (value,))
+        else:
+            cursor.execute(_ANYTHING_DUE.format(param="%s"), (now,))
+        found = cursor.fetchone() is not None
+        cursor.close()
+    finally:
+        raw.close()
+    return found
+
+
 def sweep_once(
     db: Database,
     ctx: EngineContext,
@@ -101,6 +125,8 @@ def sweep_once(
     """
     now = now or ctx.clock.now()
     fired = settled = 0
+    if not naive and not anything_due(db, now):
+        return fired, settled
     while True:
         with db.unit_of_work() as session:
             timers = claim_due(session, ctx, now, batch, naive=naive)
