@@ -52,7 +52,11 @@ class Handler(BaseHTTPRequestHandler):
         ok = hmac.compare_digest(expected, self.headers.get("X-Duban-Signature", ""))
         if ok:
             with self.server.lock:
-                self.server.accepted[self.headers["X-Duban-Delivery"]] = time.time()
+                try:
+                    blocker = json.loads(body).get("blocker_id")
+                except ValueError:
+                    blocker = None
+                self.server.accepted[self.headers["X-Duban-Delivery"]] = [time.time(), blocker]
         self.send_response(200 if ok else 401)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -127,7 +131,7 @@ def run(kind: str, total: int = 5000, channels: int = 50) -> str:
         db.dispose()
     accepted = _accepted(base)
     process.terminate()
-    lags = [accepted[d] - created[d] for d in accepted if d in created]
+    lags = [accepted[d][0] - created[d] for d in accepted if d in created]
     p99 = statistics.quantiles(lags, n=100)[98] if len(lags) > 100 else float("nan")
     return (
         f"deliveries {kind:8s}: {len(accepted)}/{total} in {elapsed:.1f} s = "

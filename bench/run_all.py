@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import deliveries, gate, http_mix, startup, timers_scale
+from bench import deliveries, gate, http_mix, latency, startup, timers_scale
 
 if __name__ == "__main__":
     startup.main()
     gate.main()
     http_mix.main()
     deliveries.main()
+    latency.main()
     # The full-size timer bench (1,000,000 blockers, 100,000 deadlines) takes most of an
     # hour here; `make bench` runs it smaller. Full size: python -m bench.timers_scale
     sys.argv = ["timers_scale", "--n", "100000", "--burst", "5000", "--jobs", "10000"]
