@@ -148,29 +148,33 @@ class Dispatcher:
             results = [self._run_channel(group) for group in groups.values()]
         else:
             results = list(self._executor().map(self._run_channel, groups.values()))
-        skipped = [job for _, left in results for job in left]
-        handled += sum(done for done, _ in results)
+        self._record_all([pair for _, _, sent in results for pair in sent])
+        skipped = [job for _, left, _ in results for job in left]
+        handled += sum(done for done, _, _ in results)
         if skipped:
             with self.db.unit_of_work() as session:
                 claims.release(session, [c.attempt_id for job in skipped for c in job.claims])
         return handled
 
-    def _run_channel(self, jobs: list[Job]) -> tuple[int, list[Job]]:
+    def _run_channel(self, jobs: list[Job]) -> tuple[int, list[Job], list[tuple[Job, SendResult]]]:
         handled, skipped, paused = 0, [], False
+        sent: list[tuple[Job, SendResult]] = []
         for job in jobs:
             if paused or self._lease_nearly_over(job):
                 skipped.append(job)
                 continue
             result = self._send(job)
-            self._record(job, result)
+            sent.append((job, result))
             handled += len(job.claims)
             if result.outcome.throttled and job.notifier.policy.limits:
                 paused = True  # the platform says "too fast": stop for now
-        return handled, skipped
+        return handled, skipped, sent
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="duban-send")
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="duban-send"
+            )
         return self._pool
 
     def run_forever(self, stop_event: threading.Event, interval_s: float = 0.5) -> None:
@@ -193,8 +197,12 @@ class Dispatcher:
         with self.db.unit_of_work() as session:
             now = self.real_now()
             where = claims.due_filter(business_now, now, self.lease_s)
-            for channel_id, due in claims.due_channels(session, where):
-                left = batch - finished - sum(len(job.claims) for job in jobs)
+            due_channels = claims.due_channels(session, where)
+            # A fair share per channel, so one busy group does not starve the others and
+            # the round's sends spread over as many channels (threads) as possible.
+            share = max(1, -(-batch // max(1, len(due_channels))))
+            for channel_id, due in due_channels:
+                left = min(share, batch - finished - sum(len(job.claims) for job in jobs))
                 if left <= 0:
                     break
                 new_jobs, dead = self._claim_channel(session, where, channel_id, due, left, now)
@@ -342,30 +350,40 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ record
     def _record(self, job: Job, result: SendResult) -> None:
+        self._record_all([(job, result)])
+
+    def _record_all(self, results: list[tuple[Job, SendResult]]) -> None:
+        """Record a round's attempts in one transaction (one write, not one per message)."""
+        if not results:
+            return
+        with self.db.unit_of_work() as session:
+            now = self.real_now()
+            for job, result in results:
+                self._record_in(session, job, result, now)
+
+    def _record_in(self, session: Session, job: Job, result: SendResult, now: datetime) -> None:
         outcome = result.outcome
         error = None
         if not outcome.ok:
             error = (ratelimit.THROTTLED if outcome.throttled else "") + outcome.reason
         carrier_id = job.claims[0].notification_id
-        with self.db.unit_of_work() as session:
-            now = self.real_now()
-            for claim in job.claims:
-                attempt = session.get(NotificationAttempt, claim.attempt_id)
-                if attempt is not None:
-                    excerpt = result.excerpt
-                    if claim.notification_id != carrier_id:
-                        excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
-                    attempt.status_code = result.status_code
-                    attempt.ok = outcome.ok
-                    attempt.response_excerpt = (excerpt or None) and excerpt[: claims.EXCERPT_MAX]
-                    attempt.error = error[: claims.ERROR_MAX] if error else None
-                    session.add(attempt)
-                row = session.get(
-                    Notification, claim.notification_id, with_for_update=self.db.is_postgres
-                )
-                if row is not None:
-                    self._settle(row, outcome, now)
-                    session.add(row)
+        for claim in job.claims:
+            attempt = session.get(NotificationAttempt, claim.attempt_id)
+            if attempt is not None:
+                excerpt = result.excerpt
+                if claim.notification_id != carrier_id:
+                    excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
+                attempt.status_code = result.status_code
+                attempt.ok = outcome.ok
+                attempt.response_excerpt = (excerpt or None) and excerpt[: claims.EXCERPT_MAX]
+                attempt.error = error[: claims.ERROR_MAX] if error else None
+                session.add(attempt)
+            row = session.get(
+                Notification, claim.notification_id, with_for_update=self.db.is_postgres
+            )
+            if row is not None:
+                self._settle(row, outcome, now)
+                session.add(row)
 
     def _settle(self, row: Notification, outcome: Outcome, now: datetime) -> None:
         row.attempts += 1
