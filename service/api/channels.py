@@ -301,7 +301,7 @@ def list_notifications(
     "/notifications/{notification_id}/retry",
     status_code=202,
     tags=["notifications"],
-    responses={409: ERROR_RESPONSES[403]},
+    responses={409: ERROR_RESPONSES[409]},
 )
 def retry_notification(
     notification_id: RowId, request: Request, session: WriteSession, caller: Caller

@@ -136,7 +136,7 @@ def _act(
 @router.post(
     "/{escalation_id}/acknowledge",
     response_model=EscalationOut,
-    responses={409: ERROR_RESPONSES[403]},
+    responses={409: ERROR_RESPONSES[409]},
 )
 def acknowledge_escalation(
     escalation_id: RowId,
@@ -150,7 +150,7 @@ def acknowledge_escalation(
 
 
 @router.post(
-    "/{escalation_id}/handle", response_model=EscalationOut, responses={409: ERROR_RESPONSES[403]}
+    "/{escalation_id}/handle", response_model=EscalationOut, responses={409: ERROR_RESPONSES[409]}
 )
 def handle_escalation(
     escalation_id: RowId,

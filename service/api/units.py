@@ -76,7 +76,7 @@ def unit_out(session: Session, unit: Unit, request: Request) -> UnitOut:
     )
 
 
-@router.post("", status_code=201, response_model=UnitOut, responses={409: ERROR_RESPONSES[403]})
+@router.post("", status_code=201, response_model=UnitOut, responses={409: ERROR_RESPONSES[409]})
 def create_unit(body: UnitCreate, request: Request, session: WriteSession, caller: Caller):
     """Create a unit (单位) under a parent; admin scope."""
     require_scope(caller, "admin")
