@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -13,6 +14,11 @@ from service import migrations
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1..99), or NaN when there are too few samples to say."""
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 10 else float("nan")
 
 
 def machine() -> str:

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import multiprocessing
-import statistics
 import threading
 import time
 import uuid
@@ -16,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from bench.common import fresh_database, machine
+from bench.common import fresh_database, machine, percentile
 from notifiers.dispatcher import Dispatcher
 from service.db import Database
 from service.models import Channel, Notification, Unit
@@ -132,7 +131,7 @@ def run(kind: str, total: int = 5000, channels: int = 50) -> str:
     accepted = _accepted(base)
     process.terminate()
     lags = [accepted[d][0] - created[d] for d in accepted if d in created]
-    p99 = statistics.quantiles(lags, n=100)[98] if len(lags) > 100 else float("nan")
+    p99 = percentile(lags, 99)
     return (
         f"deliveries {kind:8s}: {len(accepted)}/{total} in {elapsed:.1f} s = "
         f"{len(accepted) / elapsed:.0f}/s across {channels} channels (receiver 20 ms); "

@@ -10,7 +10,6 @@ import argparse
 import os
 import random
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import fresh_database, machine
+from bench.common import fresh_database, machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -169,8 +168,9 @@ def load(
     return len(latencies) / (time.perf_counter() - start), latencies, len(errors)
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 100 else float("nan")
+def pct(values: list[float], q: int) -> float:
+    """Percentile in milliseconds."""
+    return percentile(values, q) * 1000
 
 
 def main() -> None:

@@ -13,14 +13,13 @@ import multiprocessing
 import os
 import random
 import signal
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text
 
-from bench.common import fresh_database, machine
+from bench.common import fresh_database, machine, percentile
 from bench.deliveries import SECRET, _accepted, _serve
 from bench.http_mix import H, start_server
 from service.db import Database
@@ -116,7 +115,7 @@ def run(kind: str) -> str:
         if bid in due and at >= due[bid].timestamp():
             first_message[bid] = min(at, first_message.get(bid, at))
     chat_lat = sorted(first_message[b] - due[b].timestamp() for b in first_message)
-    q = lambda xs, p: statistics.quantiles(xs, n=100)[p - 1] if len(xs) > 10 else float("nan")  # noqa: E731
+    q = percentile
     return (
         f"latency {kind:8s}: deadline → escalation committed p50 {q(escalation_lat, 50):.2f} s, "
         f"p99 {q(escalation_lat, 99):.2f} s ({len(seen)}/{N}); → escalation message accepted by the "

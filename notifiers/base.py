@@ -192,3 +192,17 @@ class PlatformCodes:
         # Unknown codes are configuration or payload errors far more often than outages;
         # retrying them for hours only hides the problem from the operator.
         return Outcome.permanent(reason)
+
+
+def errcode_outcome(response: httpx.Response, codes: PlatformCodes, platform: str) -> Outcome:
+    """WeCom and DingTalk robots: HTTP 200 with `errcode` 0 is success, anything else is not."""
+    data = response_json(response)
+    if data is None or "errcode" not in data:
+        outcome = http_status_outcome(response, f"{platform} robot")
+        if outcome.ok:  # a 2xx without errcode is not the platform's answer
+            return Outcome.retry(f"{platform} robot answered without errcode")
+        return outcome
+    code = int(data.get("errcode") or 0)
+    if code == 0:
+        return Outcome.success()
+    return codes.outcome(code, str(data.get("errmsg", "")), platform)

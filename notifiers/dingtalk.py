@@ -29,9 +29,8 @@ from notifiers.base import (
     Outcome,
     PlatformCodes,
     RateLimit,
-    http_status_outcome,
+    errcode_outcome,
     json_request,
-    response_json,
 )
 from notifiers.render import truncate_utf8, utf8_len
 from service.models import Channel
@@ -90,13 +89,4 @@ class DingTalkNotifier:
         return json_request(str(url), payload)
 
     def interpret(self, response: httpx.Response) -> Outcome:
-        data = response_json(response)
-        if data is None or "errcode" not in data:
-            outcome = http_status_outcome(response, "DingTalk robot")
-            if outcome.ok:
-                return Outcome.retry("DingTalk robot answered without errcode")
-            return outcome
-        code = int(data.get("errcode") or 0)
-        if code == 0:
-            return Outcome.success()
-        return CODES.outcome(code, str(data.get("errmsg", "")), "DingTalk")
+        return errcode_outcome(response, CODES, "DingTalk")

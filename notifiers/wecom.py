@@ -28,9 +28,8 @@ from notifiers.base import (
     Outcome,
     PlatformCodes,
     RateLimit,
-    http_status_outcome,
+    errcode_outcome,
     json_request,
-    response_json,
 )
 from notifiers.render import truncate_utf8, utf8_len
 from service.models import Channel
@@ -72,13 +71,4 @@ class WeComNotifier:
         return json_request(channel.url, payload)
 
     def interpret(self, response: httpx.Response) -> Outcome:
-        data = response_json(response)
-        if data is None or "errcode" not in data:
-            outcome = http_status_outcome(response, "WeCom robot")
-            if outcome.ok:  # 2xx without errcode is not a WeCom answer
-                return Outcome.retry("WeCom robot answered without errcode")
-            return outcome
-        code = int(data.get("errcode") or 0)
-        if code == 0:
-            return Outcome.success()
-        return CODES.outcome(code, str(data.get("errmsg", "")), "WeCom")
+        return errcode_outcome(response, CODES, "WeCom")

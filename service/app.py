@@ -103,7 +103,6 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs = Jobs(app) if (background if background is not None else True) else None
-        admin.restore_clock(app)
         if jobs is not None:
             jobs.start()
         try:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_SQLITE_URL = "sqlite:///./var/duban.db"
 PLATFORM_HOSTS = "qyapi.weixin.qq.com,oapi.dingtalk.com,open.feishu.cn,open.larksuite.com"
@@ -93,8 +94,6 @@ class Settings(BaseSettings):
 
     @property
     def redacted_database_url(self) -> str:
-        from sqlalchemy.engine import make_url
-
         return make_url(self.database_url).render_as_string(hide_password=True)
 
     @property

@@ -7,8 +7,6 @@ from datetime import date, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
 from service.auth import require_scope
@@ -162,17 +160,3 @@ def put_calendar(
     ctx.calendars.invalidate()
     cal = ctx.calendars.get(session)
     return CalendarOut(**cal.year_info(year), moved_blockers=moved)
-
-
-def restore_clock(app) -> None:
-    """A restarted simulation keeps its simulated time."""
-    clock = app.state.ctx.clock
-    if not clock.manual:
-        return
-    try:
-        with app.state.db.unit_of_work(readonly=True) as session:
-            state = session.exec(select(ClockState)).first()
-    except SQLAlchemyError:
-        return  # not migrated yet: /readyz says so
-    if state is not None and app.state.settings.clock_start is None:
-        clock.set(state.now)

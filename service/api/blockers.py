@@ -28,7 +28,7 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
-    encode_cursor,
+    page_of,
 )
 from service.auth import require_scope
 from service.deps import Caller, ReadSession, WriteSession
@@ -242,12 +242,7 @@ def list_blockers(
         late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at < now)
         query = query.where(late if overdue else ~late | Blocker.due_at.is_(None))
     rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[blocker_out(session, b, request) for b in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda b: blocker_out(session, b, request))
 
 
 @router.get("/{blocker_id}", response_model=BlockerDetail)

@@ -20,8 +20,8 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
-    encode_cursor,
     local_iso,
+    page_of,
     unit_by_code,
 )
 from service.auth import require_scope
@@ -139,12 +139,7 @@ def list_channels(
     if unit:
         query = query.where(Unit.code == unit)
     rows = list(session.exec(query.order_by(Channel.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[channel_out(session, c, request) for c in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda c: channel_out(session, c, request))
 
 
 class WebhookCreate(Strict):
@@ -289,12 +284,7 @@ def list_notifications(
     if blocker is not None:
         query = query.where(Notification.blocker_id == blocker)
     rows = list(session.exec(query.order_by(Notification.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[notification_out(session, r, request) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda r: notification_out(session, r, request))
 
 
 @router.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
@@ -49,6 +50,15 @@ class Strict(BaseModel):
     """Request bodies: unknown fields are refused, so nothing can be mass-assigned."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def page_of(rows: list[Any], limit: int, render: Callable[[Any], Any]) -> Page:
+    """The page for rows fetched with `limit + 1`: the extra row only says there is more."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[render(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
+    )
 
 
 def encode_cursor(last_id: int) -> str:

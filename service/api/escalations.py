@@ -17,8 +17,8 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
-    encode_cursor,
     local_iso,
+    page_of,
 )
 from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, WriteSession
@@ -104,12 +104,7 @@ def list_escalations(
     if unit:
         query = query.where(Escalation.target_unit_id.in_(select(Unit.id).where(Unit.code == unit)))
     rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[escalation_out(session, e, request) for e in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda e: escalation_out(session, e, request))
 
 
 def _act(

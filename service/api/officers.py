@@ -16,8 +16,8 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
-    encode_cursor,
     local_iso,
+    page_of,
     unit_by_code,
 )
 from service.auth import require_scope
@@ -100,12 +100,7 @@ def list_officers(
     if unit:
         query = query.where(Unit.code == unit)
     rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[officer_out(session, o, request) for o in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda o: officer_out(session, o, request))
 
 
 @router.get("/{officer_id}", response_model=OfficerOut)

@@ -16,8 +16,8 @@ from service.api.common import (
     Page,
     Strict,
     decode_cursor,
-    encode_cursor,
     local_iso,
+    page_of,
     unit_by_code,
 )
 from service.auth import Principal, require_scope
@@ -158,12 +158,7 @@ def list_projects(
     if not caller.has("admin"):
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[project_out(session, p, request) for p in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda p: project_out(session, p, request))
 
 
 @router.get("/{code}")

@@ -15,8 +15,8 @@ from service.api.common import (
     Page,
     Strict,
     decode_cursor,
-    encode_cursor,
     local_iso,
+    page_of,
     unit_by_code,
     visible_unit_or_404,
 )
@@ -123,12 +123,7 @@ def list_units(
     if not (caller.is_admin or caller.has("admin")):
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[unit_out(session, u, request) for u in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, limit, lambda u: unit_out(session, u, request))
 
 
 @router.get("/{code}", response_model=UnitOut)

@@ -52,24 +52,36 @@ def router(inbox: Inbox, simulation_ref: dict) -> APIRouter:
             unit = session.exec(select(Unit).where(Unit.code == code)).first()
         return unit.name if unit else code
 
-    @api.post("/robot/wecom/cgi-bin/webhook/send")
-    async def wecom(request: Request, key: str) -> JSONResponse:
-        body = await request.json()
+    def _received(
+        request: Request, platform: str, group: str, body: dict, **fields: Any
+    ) -> JSONResponse:
+        """What a robot shows in its group, as the chat client would; answered like the platform."""
         kind = body.get("msgtype")
-        part = body.get(kind) or {}
         inbox.add(
-            platform="企业微信",
-            group=key,
-            group_name=_group(request, key),
+            platform=platform,
+            group=group,
+            group_name=_group(request, group),
             msgtype=kind,
-            content=part.get("content", ""),
-            mentions=part.get("mentioned_mobile_list", []),
             sim_time=request.app.state.ctx.clock.now()
             .astimezone(request.app.state.settings.tz)
             .isoformat(),
             at=time.time(),
+            **fields,
         )
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    @api.post("/robot/wecom/cgi-bin/webhook/send")
+    async def wecom(request: Request, key: str) -> JSONResponse:
+        body = await request.json()
+        part = body.get(body.get("msgtype")) or {}
+        return _received(
+            request,
+            "企业微信",
+            key,
+            body,
+            content=part.get("content", ""),
+            mentions=part.get("mentioned_mobile_list", []),
+        )
 
     @api.post("/robot/dingtalk/robot/send")
     async def dingtalk(
@@ -80,22 +92,16 @@ def router(inbox: Inbox, simulation_ref: dict) -> APIRouter:
         if not fresh or not hmac.compare_digest(expected, sign):
             return JSONResponse({"errcode": 310000, "errmsg": "sign not match"})
         body = await request.json()
-        kind = body.get("msgtype")
-        part = body.get(kind) or {}
-        inbox.add(
-            platform="钉钉",
-            group=access_token,
-            group_name=_group(request, access_token),
-            msgtype=kind,
+        part = body.get(body.get("msgtype")) or {}
+        return _received(
+            request,
+            "钉钉",
+            access_token,
+            body,
             title=part.get("title", ""),
             content=part.get("text") or part.get("content", ""),
             mentions=(body.get("at") or {}).get("atMobiles", []),
-            sim_time=request.app.state.ctx.clock.now()
-            .astimezone(request.app.state.settings.tz)
-            .isoformat(),
-            at=time.time(),
         )
-        return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     @api.get("/messages")
     def messages(after: int = 0) -> list[dict[str, Any]]:

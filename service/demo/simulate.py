@@ -100,7 +100,9 @@ class Simulation:
         for b in blockers:
             unit = session.get(Unit, b.unit_id) if b.unit_id else None
             if b.state == "collected" and r() < 0.04:
-                self._apply(session, b, "withdraw", self.taskforce, {"reason": "与已有事项重复，合并办理。"})
+                self._apply(
+                    session, b, "withdraw", self.taskforce, {"reason": "与已有事项重复，合并办理。"}
+                )
             elif b.state == "collected" and r() < 0.7:
                 target = self._responsible(session, b)
                 officers = self.world.officers.get(target.id, [])
