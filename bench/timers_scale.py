@@ -137,7 +137,7 @@ def timer_templates(db, ctx, deadlines: list[date]) -> dict[date, tuple[datetime
         out[d] = (
             due_at,
             [
-                (t.kind, t.step, t.due_at, t.urgent, json.dumps(t.payload))
+                (t["kind"], t["step"], t["due_at"], t["urgent"], json.dumps(t["payload"]))
                 for t in plan_state_timers(definition, cal, model, "supervised", at, 0, at)
             ],
         )

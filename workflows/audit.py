@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from service.models import Blocker, Event
 GENESIS = "0" * 64
 
 
-def canonical(event: Event) -> bytes:
+def canonical(event: Any) -> bytes:
     body: dict[str, Any] = {
         "blocker_id": event.blocker_id,
         "seq": event.seq,
@@ -33,13 +34,12 @@ def canonical(event: Event) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, event: Event) -> str:
+def chain_hash(prev_hash: str, event: Any) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
 
 
-def append_event(
-    session: Session,
-    blocker: Blocker,
+def next_link(
+    blocker: Any,
     *,
     at: datetime,
     actor: str,
@@ -49,24 +49,30 @@ def append_event(
     payload: dict[str, Any] | None = None,
     api_key_id: int | None = None,
     officer_id: int | None = None,
-) -> Event:
-    """Append the next link of the blocker's chain; the blocker row carries the head."""
-    event = Event(
-        blocker_id=blocker.id,
-        seq=blocker.last_seq + 1,
-        at=at,
-        actor=actor,
-        api_key_id=api_key_id,
-        officer_id=officer_id,
-        action=action,
-        state_before=state_before,
-        state_after=state_after,
-        payload=json.loads(json.dumps(payload or {}, ensure_ascii=False, default=str)),
-        prev_hash=blocker.last_hash or GENESIS,
-    )
-    event.hash = chain_hash(event.prev_hash, event)
-    blocker.last_seq = event.seq
-    blocker.last_hash = event.hash
+) -> dict[str, Any]:
+    """The next event row of the blocker's chain, hashed; the blocker row carries the head."""
+    row: dict[str, Any] = {
+        "blocker_id": blocker.id,
+        "seq": blocker.last_seq + 1,
+        "at": at,
+        "actor": actor,
+        "api_key_id": api_key_id,
+        "officer_id": officer_id,
+        "action": action,
+        "state_before": state_before,
+        "state_after": state_after,
+        "payload": json.loads(json.dumps(payload or {}, ensure_ascii=False, default=str)),
+        "prev_hash": blocker.last_hash or GENESIS,
+    }
+    row["hash"] = chain_hash(row["prev_hash"], SimpleNamespace(**row))
+    blocker.last_seq = row["seq"]
+    blocker.last_hash = row["hash"]
+    return row
+
+
+def append_event(session: Session, blocker: Blocker, **fields: Any) -> Event:
+    """Append the next link of the blocker's chain to the session."""
+    event = Event(**next_link(blocker, **fields))
     session.add(event)
     return event
 

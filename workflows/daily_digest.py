@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from service.models import Blocker, Channel, Escalation, Notification, Unit, WebhookSubscription
 from workflows.context import EngineContext
 from workflows.outbox import message_context
+from workflows.world import World
 
 DIGEST_AT = "09:00"
 OPEN_STATES = ("assigned", "supervised", "deadline")
@@ -25,10 +26,11 @@ def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -
         .where(
             Blocker.unit_id == unit.id, Blocker.state.in_(OPEN_STATES), Blocker.due_at <= horizon
         )
-        .order_by(Blocker.due_at)
+        .order_by(Blocker.due_at, Blocker.id)
         .limit(50)
     )
-    return [message_context(session, b, cal, now, kind="deadline_reminder") for b in rows]
+    world = World(session)
+    return [message_context(world, b, cal, now, kind="deadline_reminder") for b in rows]
 
 
 def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[dict]:
@@ -39,7 +41,8 @@ def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[d
     rows = session.exec(
         select(Blocker).where(Blocker.id.in_(blocker_ids)).order_by(Blocker.id).limit(50)
     )
-    return [message_context(session, b, cal, now, kind="escalated") for b in rows]
+    world = World(session)
+    return [message_context(world, b, cal, now, kind="escalated") for b in rows]
 
 
 def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:

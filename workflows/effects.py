@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from service.models import Blocker, Escalation, Officer, Project, Timer, Unit
-from workflows import ladder
+from service.models import Blocker, Escalation, Officer, Unit
 from workflows.calendar import WorkingDayCalendar
 from workflows.context import EngineContext
 from workflows.definition import ActionSpec, Workflow
 from workflows.errors import InvalidPayload
 from workflows.outbox import enqueue_for_unit, message_context
+from workflows.world import World
 
 
 @dataclass
@@ -35,10 +35,15 @@ class Run:
     now: datetime
     cal: WorkingDayCalendar
     spec: ActionSpec
-    timer: Timer | None = None
+    timer: Any = None
+    world: World | None = None
     recorded: dict[str, Any] = field(default_factory=dict)
     deadline_changed: bool = False
     escalated_to: Unit | None = None
+
+    def __post_init__(self) -> None:
+        if self.world is None:
+            self.world = World(self.session)
 
 
 def _invalid(detail: str, name: str) -> Exception:
@@ -172,44 +177,40 @@ def remind_then_escalate(run: Run) -> None:
         escalate_one(run, run.spec.escalation_reason or "unacknowledged")
 
 
-def taskforce_for(session: Session, blocker: Blocker) -> Unit | None:
-    home = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
-    if home is None:
-        project = session.get(Project, blocker.project_id)
-        home = session.get(Unit, project.county_unit_id) if project else None
-    return ladder.general_taskforce(session, home) if home else None
+def taskforce_for(world: World, blocker: Any) -> Unit | None:
+    home = world.home(blocker)
+    return world.general_taskforce(home) if home else None
 
 
-def escalate_one(run: Run, reason: str) -> Escalation | None:
+def escalate_one(run: Run, reason: str) -> None:
     """Move the blocker up one rung; a step that was taken already is never taken twice."""
-    blocker, definition = run.blocker, run.workflow.definition
+    blocker, definition, world = run.blocker, run.workflow.definition, run.world
+    assert world is not None
     level = blocker.escalation_level + 1
     if level > definition.top_level:
         run.recorded.setdefault("escalation", "already at the top of the ladder")
-        return None
+        return
     step = f"level-{level}"
-    exists = run.session.exec(
-        select(Escalation.id).where(Escalation.blocker_id == blocker.id, Escalation.step == step)
-    ).first()
-    if exists is not None:
+    if world.escalated(blocker.id, step):
         blocker.escalation_level = level
-        return None
-    home = run.session.get(Unit, blocker.unit_id) if blocker.unit_id else None
-    if home is None:
-        project = run.session.get(Project, blocker.project_id)
-        home = run.session.get(Unit, project.county_unit_id)
-    target = ladder.receiver_for(run.session, definition, level, home, blocker.category)
-    entry = Escalation(
-        blocker_id=blocker.id,
-        level=level,
-        reason=reason,
-        detail=str(run.payload.get("reason") or ""),
-        step=step,
-        from_unit_id=blocker.unit_id,
-        target_unit_id=target.id,
-        created_at=run.now,
+        return
+    home = world.home(blocker)
+    assert home is not None
+    target = world.receiver(definition, level, home, blocker.category)
+    world.add(
+        Escalation,
+        {
+            "blocker_id": blocker.id,
+            "level": level,
+            "reason": reason,
+            "detail": str(run.payload.get("reason") or ""),
+            "step": step,
+            "status": "open",
+            "from_unit_id": blocker.unit_id,
+            "target_unit_id": target.id,
+            "created_at": run.now,
+        },
     )
-    run.session.add(entry)
     blocker.escalation_level = level
     run.escalated_to = target
     run.recorded.setdefault("escalations", []).append(
@@ -221,17 +222,18 @@ def escalate_one(run: Run, reason: str) -> Escalation | None:
         if urgent
         else run.cal.next_office_open(run.now, run.ctx.office_open, run.ctx.office_close)
     )
+    rung = definition.rung(level)
     context = message_context(
-        run.session,
+        world,
         blocker,
         run.cal,
         run.now,
         reason=reason,
         level=level,
-        level_label=definition.rung(level).label if definition.rung(level) else str(level),
+        level_label=rung.label if rung else str(level),
     )
     enqueue_for_unit(
-        run.session,
+        world,
         blocker=blocker,
         unit=target,
         template="escalated",
@@ -240,7 +242,6 @@ def escalate_one(run: Run, reason: str) -> Escalation | None:
         not_before=not_before,
         urgent=urgent,
     )
-    return entry
 
 
 def move_deadline(run: Run) -> None:

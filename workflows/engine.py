@@ -9,15 +9,16 @@ that no longer apply and writes outbox rows. It never commits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
-from service.models import Blocker, Escalation, Project, Timer, Unit
+from service.models import Blocker, Escalation, Event, Project, Timer, Unit
 from workflows import effects
-from workflows.audit import append_event
+from workflows.audit import append_event, next_link
+from workflows.calendar import WorkingDayCalendar
 from workflows.context import EngineContext
 from workflows.definition import Workflow
 from workflows.errors import (
@@ -30,6 +31,7 @@ from workflows.errors import (
 )
 from workflows.outbox import enqueue_for_unit, enqueue_webhooks, event_name, message_context
 from workflows.timers import cancel_pending, make_timer, plan_state_timers
+from workflows.world import World
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def create_blocker(
         payload={k: v for k, v in fields.items() if v is not None and k != "project_id"},
     )
     enqueue_webhooks(
-        session,
+        World(session),
         blocker=blocker,
         event_type="blocker.created",
         body={"blocker_id": blocker.id, "state": blocker.state},
@@ -201,12 +203,65 @@ def apply(
             raise InvalidPayload(f"{name}: required for '{action}'.", field=name)
 
     now = ctx.clock.now()
-    cal = ctx.calendars.get(session)
+    world = World(session)
+    step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
+    event = Event(**step.event)
+    session.add(event)
+    if step.cancel:
+        cancel_pending(session, blocker.id, None if step.cancel is ALL else set(step.cancel))
+    for row in step.timers:
+        session.add(Timer(**row))
+    session.flush()  # the event's id is part of what subscribers receive
+    enqueue_step_webhooks(world, step, event.id)
+    session.flush()
+    return blocker
+
+
+ALL: frozenset[str] = frozenset({"*"})
+
+
+@dataclass
+class Step:
+    """What one action did to one blocker, ready to be written (alone or with a batch)."""
+
+    blocker: Any
+    action: str
+    payload: dict[str, Any]
+    event: dict[str, Any]
+    cal: WorkingDayCalendar
+    escalated: bool
+    # Pending timers to cancel: ALL, some kinds, or none (an empty set).
+    cancel: frozenset[str] = frozenset()
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+def perform(
+    world: World,
+    ctx: EngineContext,
+    workflow: Workflow,
+    blocker: Any,
+    action: str,
+    actor: Actor,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    timer: Any = None,
+    after: str | None = None,
+) -> Step:
+    """Run a checked action on a loaded blocker: effects, state, event, timers, messages.
+
+    Changes the blocker object and adds rows through `world`; the event and timer rows are
+    returned for the caller to write (`apply` one at a time, `workflows.batch` set-wise).
+    """
+    spec = workflow.definition.actions[action]
+    cal = ctx.calendars.get(world.session)
     branch = workflow.branch_for(action, payload)
     before = blocker.state
-    after = workflow.fire(before, action, payload)
+    if after is None:
+        after = workflow.fire(before, action, payload)
     run = effects.Run(
-        session=session,
+        session=world.session,
         ctx=ctx,
         workflow=workflow,
         blocker=blocker,
@@ -216,6 +271,7 @@ def apply(
         cal=cal,
         spec=spec,
         timer=timer,
+        world=world,
     )
     for name in list(spec.effects) + list(branch.effects):
         effects.REGISTRY[name](run)
@@ -227,8 +283,7 @@ def apply(
         blocker.closed_at = now
     event_payload = {k: v for k, v in payload.items() if v is not None}
     event_payload.update(run.recorded)
-    event = append_event(
-        session,
+    event = next_link(
         blocker,
         at=now,
         actor=actor.name,
@@ -239,43 +294,43 @@ def apply(
         state_after=after,
         payload=event_payload,
     )
-    _reschedule(
-        session, workflow, blocker, before, after, event.seq, now, cal, spec.restart, timer, run
+    step = Step(
+        blocker=blocker,
+        action=action,
+        payload=payload,
+        event=event,
+        cal=cal,
+        escalated=run.escalated_to is not None,
+        snapshot={
+            "state": blocker.state,
+            "escalation_level": blocker.escalation_level,
+            "version": blocker.version,
+        },
     )
-    _notify(
-        session,
-        ctx,
-        workflow,
-        blocker,
-        action,
-        list(spec.notify) + list(branch.notify),
-        run,
-        now,
-        cal,
-        event,
-    )
-    session.flush()
-    return blocker
+    _plan_timers(step, workflow, before, after, now, spec.restart, timer, run)
+    _notify_units(world, ctx, blocker, action, list(spec.notify) + list(branch.notify), run, now)
+    return step
 
 
-def _reschedule(
-    session, workflow: Workflow, blocker, before, after, seq, now, cal, restart, timer, run
-) -> None:
-    definition = workflow.definition
+def _plan_timers(step: Step, workflow: Workflow, before, after, now, restart, timer, run) -> None:
+    definition, blocker, cal = workflow.definition, step.blocker, step.cal
+    seq = step.event["seq"]
+
+    def plan(kinds: set[str] | None) -> None:
+        planned = plan_state_timers(definition, cal, blocker, after, now, seq, now, kinds)
+        step.timers.extend(planned)
+
     if after != before:
-        cancel_pending(session, blocker.id)
-        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now):
-            session.add(t)
+        step.cancel = ALL
+        plan(None)
         return
+    kinds: set[str] = set()
     if run.deadline_changed:
-        kinds = {t.kind for t in definition.states[after].timers if t.anchor == "deadline"}
-        cancel_pending(session, blocker.id, kinds)
-        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now, kinds):
-            session.add(t)
-    if restart:
-        cancel_pending(session, blocker.id, set(restart))
-        for t in plan_state_timers(definition, cal, blocker, after, now, seq, now, set(restart)):
-            session.add(t)
+        kinds |= {t.kind for t in definition.states[after].timers if t.anchor == "deadline"}
+    kinds |= set(restart)
+    if kinds:
+        step.cancel = frozenset(kinds)
+        plan(kinds)
     if timer is not None:
         spec = next((s for s in definition.states[after].timers if s.kind == timer.kind), None)
         n = int(timer.payload.get("n", 1))
@@ -289,26 +344,26 @@ def _reschedule(
                 spec, cal, blocker, after, base, int(timer.payload["enter_seq"]), n + 1
             )
             if nxt is not None:
-                session.add(nxt)
+                step.timers.append(nxt)
 
 
-def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, event) -> None:
-    seq = event.seq
-    unit = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> None:
+    cal = run.cal
+    seq = blocker.last_seq
     for notify in notifies:
         if notify.to == "responsible_unit":
-            target = unit
+            target = world.unit(blocker.unit_id)
         elif notify.to == "escalation_target":
             target = run.escalated_to
         else:
-            target = effects.taskforce_for(session, blocker)
+            target = effects.taskforce_for(world, blocker)
         if target is None:
             continue
         urgent = notify.urgent or (run.timer is not None and run.timer.urgent)
         not_before = now if urgent else cal.next_office_open(now, ctx.office_open, ctx.office_close)
-        context = message_context(session, blocker, cal, now, action=action, seq=seq)
+        context = message_context(world, blocker, cal, now, action=action, seq=seq)
         enqueue_for_unit(
-            session,
+            world,
             blocker=blocker,
             unit=target,
             template=notify.template,
@@ -317,38 +372,40 @@ def _notify(session, ctx, workflow, blocker, action, notifies, run, now, cal, ev
             not_before=not_before,
             urgent=urgent,
         )
-    session.flush()  # the event's id is part of what subscribers receive
-    local = now.astimezone(cal.tz).isoformat()
+
+
+def enqueue_step_webhooks(world: World, step: Step, event_id: int) -> None:
+    """Signed webhooks about the step, once its event has an id."""
+    event, action = step.event, step.action
+    local = event["at"].astimezone(step.cal.tz).isoformat()
     body = {
-        "blocker_id": blocker.id,
+        "blocker_id": step.blocker.id,
         "action": action,
-        "state": blocker.state,
-        "escalation_level": blocker.escalation_level,
-        "version": blocker.version,
-        "seq": seq,
+        **step.snapshot,
+        "seq": event["seq"],
         "at": local,
         "event": {
-            "id": event.id,
-            "seq": seq,
+            "id": event_id,
+            "seq": event["seq"],
             "action": action,
-            "actor": event.actor,
-            "state_before": event.state_before,
-            "state_after": event.state_after,
+            "actor": event["actor"],
+            "state_before": event["state_before"],
+            "state_after": event["state_after"],
             "at": local,
-            "payload": event.payload,
-            "hash": event.hash,
+            "payload": event["payload"],
+            "hash": event["hash"],
         },
     }
-    payload = run.payload
+    now = event["at"]
     enqueue_webhooks(
-        session,
-        blocker=blocker,
-        event_type=event_name(action, payload),
+        world,
+        blocker=step.blocker,
+        event_type=event_name(action, step.payload),
         body=body,
         now=now,
         aliases=(f"blocker.{action}",),
     )
-    if run.escalated_to is not None:
+    if step.escalated:
         enqueue_webhooks(
-            session, blocker=blocker, event_type="blocker.escalated", body=body, now=now
+            world, blocker=step.blocker, event_type="blocker.escalated", body=body, now=now
         )

@@ -6,41 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
-
-from service.models import (
-    Blocker,
-    Channel,
-    Notification,
-    Officer,
-    Project,
-    Unit,
-    WebhookSubscription,
-)
+from service.models import Notification, Unit
+from service.models.types import utcnow
 from workflows.calendar import WorkingDayCalendar
-
-
-def _mentions(session: Session, blocker: Blocker, unit: Unit) -> list[str]:
-    if blocker.officer_id and blocker.unit_id == unit.id:
-        officer = session.get(Officer, blocker.officer_id)
-        if officer is not None:
-            return [officer.mobile]
-    leads = session.exec(
-        select(Officer.mobile)
-        .where(Officer.unit_id == unit.id, Officer.role.in_(("lead", "leader", "liaison")))
-        .order_by(Officer.id)
-    )
-    return list(leads)[:5]
+from workflows.world import World
 
 
 def message_context(
-    session: Session, blocker: Blocker, cal: WorkingDayCalendar, now: datetime, **extra: Any
+    world: World, blocker: Any, cal: WorkingDayCalendar, now: datetime, **extra: Any
 ) -> dict[str, Any]:
-    project = session.get(Project, blocker.project_id)
-    unit = session.get(Unit, blocker.unit_id) if blocker.unit_id else None
+    project = world.project(blocker.project_id)
+    unit = world.unit(blocker.unit_id)
     today = cal.local_date(now)
     days_left = (
-        cal.working_days_between(today, blocker.deadline) if blocker.deadline is not None else None
+        world.working_days_left(cal, today, blocker.deadline)
+        if blocker.deadline is not None
+        else None
     )
     return {
         "blocker_id": blocker.id,
@@ -58,10 +39,40 @@ def message_context(
     }
 
 
-def enqueue_for_unit(
-    session: Session,
+def notification_row(
     *,
-    blocker: Blocker,
+    blocker_id: int,
+    channel_id: int,
+    kind: str,
+    event_type: str,
+    urgent: bool,
+    context: dict[str, Any],
+    not_before: datetime,
+    mentions: list[str] | None = None,
+) -> dict[str, Any]:
+    """A complete outbox row; every delivery gets its own id, kept across retries."""
+    return {
+        "blocker_id": blocker_id,
+        "channel_id": channel_id,
+        "kind": kind,
+        "event_type": event_type,
+        "delivery_id": uuid.uuid4().hex,
+        "status": "pending",
+        "urgent": urgent,
+        "mentions": list(mentions or []),
+        "context": context,
+        "attempts": 0,
+        "last_error": None,
+        "not_before": not_before,
+        "created_at": utcnow(),
+        "sent_at": None,
+    }
+
+
+def enqueue_for_unit(
+    world: World,
+    *,
+    blocker: Any,
     unit: Unit,
     template: str,
     event_type: str,
@@ -69,34 +80,25 @@ def enqueue_for_unit(
     not_before: datetime,
     urgent: bool,
 ) -> int:
-    subscription_channels = select(WebhookSubscription.channel_id).where(
-        WebhookSubscription.channel_id.is_not(None)
-    )
-    channels = session.exec(
-        select(Channel).where(
-            Channel.unit_id == unit.id,
-            Channel.enabled == True,  # noqa: E712
-            Channel.id.not_in(subscription_channels),
-        )
-    )
-    mentions = _mentions(session, blocker, unit)
-    count = 0
-    for channel in channels:
-        session.add(
-            Notification(
+    channels = world.chat_channels(unit.id)
+    if not channels:
+        return 0
+    mentions = world.mentions(blocker, unit)
+    for channel_id in channels:
+        world.add(
+            Notification,
+            notification_row(
                 blocker_id=blocker.id,
-                channel_id=channel.id,
+                channel_id=channel_id,
                 kind=template,
                 event_type=event_type,
-                delivery_id=uuid.uuid4().hex,
                 urgent=urgent,
                 mentions=mentions,
                 context={**context, "recipient_unit": unit.name},
                 not_before=not_before,
-            )
+            ),
         )
-        count += 1
-    return count
+    return len(channels)
 
 
 # Outbound event names: the past tense of what happened. A subscription may also name the
@@ -122,44 +124,27 @@ def event_name(action: str, payload: dict[str, Any] | None = None) -> str:
 
 
 def enqueue_webhooks(
-    session: Session,
+    world: World,
     *,
-    blocker: Blocker,
+    blocker: Any,
     event_type: str,
     body: dict[str, Any],
     now: datetime,
     aliases: tuple[str, ...] = (),
 ) -> int:
     """Signed outbound webhooks to subscribed systems, sent at once (no office hours)."""
-    # Where the blocker sits: its responsible unit, or the project's county before assignment.
-    home_id = blocker.unit_id
-    if home_id is None:
-        project = session.get(Project, blocker.project_id)
-        home_id = project.county_unit_id if project else None
-    home = session.get(Unit, home_id) if home_id else None
-    unit_path = home.path if home else None
-    count = 0
-    names = {event_type, *(aliases or ())}
-    for sub in session.exec(select(WebhookSubscription)):
-        if sub.channel_id is None:
-            continue
-        if not names & set(sub.events) and "*" not in sub.events:
-            continue
-        if sub.unit_id is not None:
-            owner = session.get(Unit, sub.unit_id)
-            if owner is None or not (unit_path and unit_path.startswith(owner.path)):
-                continue
-        session.add(
-            Notification(
+    channels = world.subscribers(world.home(blocker), frozenset({event_type, *aliases}))
+    for channel_id in channels:
+        world.add(
+            Notification,
+            notification_row(
                 blocker_id=blocker.id,
-                channel_id=sub.channel_id,
+                channel_id=channel_id,
                 kind="webhook",
                 event_type=event_type,
-                delivery_id=uuid.uuid4().hex,
                 urgent=True,
                 context={"type": event_type, **body},
                 not_before=now,
-            )
+            ),
         )
-        count += 1
-    return count
+    return len(channels)

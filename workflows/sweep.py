@@ -15,10 +15,15 @@ from sqlmodel import Session, select
 from service.db import Database
 from service.models import Blocker, Timer
 from workflows import engine
+from workflows.batch import claim_rows, fire_batch
 from workflows.context import EngineContext
 from workflows.timers import next_due
 
 log = logging.getLogger("duban.sweep")
+
+# Fire batches set-wise (workflows.batch). False fires every timer one by one through the
+# gate: the reference that the batch path is tested against, and nothing else.
+SET_WISE = True
 
 
 def claim_due(
@@ -129,13 +134,18 @@ def sweep_once(
         return fired, settled
     while True:
         with db.unit_of_work() as session:
-            timers = claim_due(session, ctx, now, batch, naive=naive)
-            progressed = 0
-            for timer in timers:
-                if fire_timer(session, ctx, timer, now, naive=naive):
-                    fired += 1
-                if timer.status != "pending":
-                    progressed += 1
+            if naive or not SET_WISE:
+                timers: list = claim_due(session, ctx, now, batch, naive=naive)
+                progressed = 0
+                for timer in timers:
+                    if fire_timer(session, ctx, timer, now, naive=naive):
+                        fired += 1
+                    if timer.status != "pending":
+                        progressed += 1
+            else:
+                timers = claim_rows(session, ctx, now, batch)
+                count, progressed = fire_batch(session, ctx, timers, now)
+                fired += count
         settled += progressed
         # A short batch is not the end when it made progress: firing may have planned the
         # next step of a repeating timer that is due already (after downtime); claim again.

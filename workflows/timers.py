@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from service.models import Blocker, Timer
+from service.models import Timer
 from workflows.calendar import WorkingDayCalendar
 from workflows.definition import Definition, TimerSpec
 
@@ -25,7 +27,7 @@ def _at(cal: WorkingDayCalendar, day, at: str) -> datetime:
 
 
 def due_at_for(
-    spec: TimerSpec, cal: WorkingDayCalendar, blocker: Blocker, base: datetime, step: int
+    spec: TimerSpec, cal: WorkingDayCalendar, blocker: Any, base: datetime, step: int
 ) -> datetime | None:
     """When step `step` (1-based) of this timer falls due, or None if it does not apply."""
     if spec.anchor == "deadline":
@@ -44,29 +46,38 @@ def due_at_for(
         return _at(cal, day, spec.at)
     if spec.hours is not None:
         return base + timedelta(hours=spec.hours * step)
+    repeat = spec.repeat.working_days if spec.repeat is not None else None
+    return _after_entering(cal, spec.working_days or 0, spec.at, repeat, base, step)
+
+
+@lru_cache(maxsize=4096)
+def _after_entering(
+    cal: WorkingDayCalendar, days: int, at: str, repeat: int | None, base: datetime, step: int
+) -> datetime:
+    # Memoised: a sweep batch plans the same step from the same moment for many blockers.
     start = cal.local_date(base)
-    days = spec.working_days or 0
     first = cal.add_working_days(start, days)
-    if _at(cal, first, spec.at) <= base:
+    if _at(cal, first, at) <= base:
         # e.g. "acknowledge the same working day" assigned after hours: the next working day.
         first = cal.add_working_days(start, days + 1)
-    if step > 1 and spec.repeat is not None:
+    if step > 1 and repeat is not None:
         # Later steps count from the first step's day, so a 0-day first step that moved to
         # the next working day (after hours, weekend) never falls due together with step 2.
-        first = cal.add_working_days(first, spec.repeat.working_days * (step - 1))
-    return _at(cal, first, spec.at)
+        first = cal.add_working_days(first, repeat * (step - 1))
+    return _at(cal, first, at)
 
 
 def plan_state_timers(
     definition: Definition,
     cal: WorkingDayCalendar,
-    blocker: Blocker,
+    blocker: Any,
     state: str,
     entered_at: datetime,
     enter_seq: int,
     now: datetime,
     kinds: set[str] | None = None,
-) -> list[Timer]:
+) -> list[dict[str, Any]]:
+    """The timer rows of `state` for a blocker that entered it at `entered_at`."""
     timers = []
     for spec in definition.states[state].timers:
         if kinds is not None and spec.kind not in kinds:
@@ -76,7 +87,7 @@ def plan_state_timers(
             continue
         # A reminder before the deadline that is already in the past no longer applies;
         # the deadline itself always does.
-        if spec.anchor == "deadline" and timer.due_at <= now and spec.working_days != 0:
+        if spec.anchor == "deadline" and timer["due_at"] <= now and spec.working_days != 0:
             continue
         timers.append(timer)
     return timers
@@ -85,29 +96,32 @@ def plan_state_timers(
 def make_timer(
     spec: TimerSpec,
     cal: WorkingDayCalendar,
-    blocker: Blocker,
+    blocker: Any,
     state: str,
     base: datetime,
     enter_seq: int,
     step: int,
-) -> Timer | None:
+) -> dict[str, Any] | None:
+    """Step `step` of a timer as a row of `timers`, or None if it does not apply."""
     due = due_at_for(spec, cal, blocker, base, step)
     if due is None:
         return None
-    return Timer(
-        blocker_id=blocker.id,
-        kind=spec.kind,
-        step=f"{enter_seq}.{step}",
-        due_at=due,
-        urgent=spec.urgent,
-        payload={
+    return {
+        "blocker_id": blocker.id,
+        "kind": spec.kind,
+        "step": f"{enter_seq}.{step}",
+        "due_at": due,
+        "status": "pending",
+        "urgent": spec.urgent,
+        "payload": {
             "state": state,
             "action": spec.action,
             "n": step,
             "base": base.isoformat(),
             "enter_seq": enter_seq,
         },
-    )
+        "fired_at": None,
+    }
 
 
 def cancel_pending(session: Session, blocker_id: int, kinds: set[str] | None = None) -> None:

@@ -181,7 +181,7 @@ def seed_blockers(
             if (deadline, entered) not in planned:
                 model = Blocker(**row)
                 planned[(deadline, entered)] = [
-                    t.model_dump(exclude={"id", "fired_at", "blocker_id"})
+                    {k: v for k, v in t.items() if k != "blocker_id"}
                     for t in plan_state_timers(definition, cal, model, "supervised", at, 3, at)
                 ]
             timers += [{**t, "blocker_id": bid} for t in planned[(deadline, entered)]]

@@ -1,0 +1,81 @@
+"""Set-wise writes straight to the driver, for the sweep's batches.
+
+SQLAlchemy's executemany spends tens of microseconds per row on parameter processing;
+a burst of 100,000 escalations writes ~600,000 rows. These helpers convert each column
+once per row the way the column types would (UTC instants, JSON, booleans) and hand the
+rows to the driver's own executemany. The values stored are the same as through the ORM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Table
+from sqlmodel import Session
+
+from service.models.types import UTCDateTime
+
+
+def _sqlite_instant(value: datetime | None) -> str | None:
+    # What UTCDateTime + SQLite's DATETIME store: naive UTC text with microseconds.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _converters(table: Table, columns: Sequence[str], sqlite: bool) -> list[Callable | None]:
+    out: list[Callable | None] = []
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, UTCDateTime):
+            out.append(_sqlite_instant if sqlite else None)
+        elif isinstance(kind, JSON):
+            out.append(_json)
+        elif isinstance(kind, Boolean) and sqlite:
+            out.append(int)
+        else:
+            out.append(None)
+    return out
+
+
+def _params(rows: Sequence[dict[str, Any]], columns: Sequence[str], convert) -> list[tuple]:
+    pairs = list(zip(columns, convert, strict=True))
+    return [
+        tuple(row[c] if f is None or row[c] is None else f(row[c]) for c, f in pairs)
+        for row in rows
+    ]
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT every row (all with the same keys) in one executemany."""
+    if not rows:
+        return
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    columns = list(rows[0])
+    mark = "?" if sqlite else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    conn.exec_driver_sql(sql, _params(rows, columns, _converters(table, columns, sqlite)))
+
+
+def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE … SET the other keys … WHERE `key` = row[key], for every row, in one executemany."""
+    if not rows:
+        return
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    columns = [c for c in rows[0] if c != key] + [key]
+    mark = "?" if sqlite else "%s"
+    sets = ", ".join(f"{c} = {mark}" for c in columns[:-1])
+    sql = f"UPDATE {table.name} SET {sets} WHERE {key} = {mark}"
+    conn.exec_driver_sql(sql, _params(rows, columns, _converters(table, columns, sqlite)))

@@ -1,0 +1,209 @@
+"""What one step of the gate reads around a blocker, and where its new rows go.
+
+The gate reads the same reference data for every blocker it touches: units and the ladder,
+the project, channels and subscriptions, who to @. A ``World`` answers those reads and
+remembers the answers for its own life, which is one action (``engine.apply``) or one
+sweep batch (``workflows.batch``). In a batch the new rows (escalations, notifications)
+are collected as plain rows and inserted set-wise at the end, instead of one ORM object
+each; the answers are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session, SQLModel, select
+
+from service.models import (
+    Channel,
+    Escalation,
+    Officer,
+    Project,
+    Unit,
+    WebhookSubscription,
+)
+from workflows import ladder
+from workflows.bulk import insert_rows
+from workflows.calendar import WorkingDayCalendar
+from workflows.definition import Definition
+
+MENTION_ROLES = ("lead", "leader", "liaison")
+MAX_MENTIONS = 5
+
+
+class World:
+    def __init__(self, session: Session, *, bulk: bool = False) -> None:
+        self.session = session
+        self.bulk = bulk
+        self._memo: dict[tuple, Any] = {}
+        self._escalated: set[tuple[int, str]] | None = None
+        self._rows: dict[type[SQLModel], dict[int, Any]] = {Unit: {}, Project: {}, Officer: {}}
+        self.rows: dict[type[SQLModel], list[dict[str, Any]]] = {}
+
+    def _once(self, key: tuple, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    # ----------------------------------------------------------------- preloading (batches)
+
+    def preload(
+        self, *, project_ids: Iterable[int], officer_ids: Iterable[int], blocker_ids: list[int]
+    ) -> None:
+        """Read what a batch will need in a few set-wise queries instead of per blocker."""
+        session = self.session
+        self._rows[Unit].update((u.id, u) for u in session.exec(select(Unit)))
+        for ids, model in ((set(project_ids), Project), (set(officer_ids) - {None}, Officer)):
+            for chunk in chunks(sorted(ids)):
+                found = session.exec(select(model).where(model.id.in_(chunk)))
+                self._rows[model].update((row.id, row) for row in found)
+        self._escalated = set()
+        for chunk in chunks(blocker_ids):
+            self._escalated.update(
+                session.exec(
+                    select(Escalation.blocker_id, Escalation.step).where(
+                        Escalation.blocker_id.in_(chunk)
+                    )
+                ).all()
+            )
+
+    # ----------------------------------------------------------------------------- reads
+
+    def _get(self, model: type[SQLModel], row_id: int | None) -> Any:
+        if not row_id:
+            return None
+        rows = self._rows[model]
+        if row_id not in rows:
+            rows[row_id] = self.session.get(model, row_id)
+        return rows[row_id]
+
+    def unit(self, unit_id: int | None) -> Unit | None:
+        return self._get(Unit, unit_id)
+
+    def project(self, project_id: int | None) -> Project | None:
+        return self._get(Project, project_id)
+
+    def home(self, blocker: Any) -> Unit | None:
+        """Where the blocker sits: its responsible unit, or its project's county before that."""
+        unit = self.unit(blocker.unit_id)
+        if unit is None:
+            project = self.project(blocker.project_id)
+            unit = self.unit(project.county_unit_id) if project else None
+        return unit
+
+    def receiver(self, definition: Definition, level: int, home: Unit, category: str) -> Unit:
+        return self._once(
+            ("receiver", definition.name, level, home.id, category),
+            lambda: ladder.receiver_for(self.session, definition, level, home, category),
+        )
+
+    def general_taskforce(self, home: Unit) -> Unit:
+        return self._once(
+            ("taskforce", home.id), lambda: ladder.general_taskforce(self.session, home)
+        )
+
+    def escalated(self, blocker_id: int, step: str) -> bool:
+        """Whether this escalation step of the blocker was taken already."""
+        if self._escalated is not None and (blocker_id, step) in self._escalated:
+            return True
+        if self.bulk:
+            return False  # preloaded, plus what this batch added (see `add`)
+        found = self.session.exec(
+            select(Escalation.id).where(
+                Escalation.blocker_id == blocker_id, Escalation.step == step
+            )
+        ).first()
+        return found is not None
+
+    def chat_channels(self, unit_id: int) -> list[int]:
+        """The unit's enabled channels, except those that carry webhook subscriptions."""
+
+        def compute() -> list[int]:
+            subscription_channels = select(WebhookSubscription.channel_id).where(
+                WebhookSubscription.channel_id.is_not(None)
+            )
+            return list(
+                self.session.exec(
+                    select(Channel.id)
+                    .where(
+                        Channel.unit_id == unit_id,
+                        Channel.enabled == True,  # noqa: E712
+                        Channel.id.not_in(subscription_channels),
+                    )
+                    .order_by(Channel.id)
+                )
+            )
+
+        return self._once(("channels", unit_id), compute)
+
+    def mentions(self, blocker: Any, unit: Unit) -> list[str]:
+        """Whom to @ in the unit's group: the blocker's officer there, else the unit's leads."""
+        if blocker.officer_id and blocker.unit_id == unit.id:
+            officer = self._get(Officer, blocker.officer_id)
+            if officer is not None:
+                return [officer.mobile]
+
+        def leads() -> list[str]:
+            rows = self.session.exec(
+                select(Officer.mobile)
+                .where(Officer.unit_id == unit.id, Officer.role.in_(MENTION_ROLES))
+                .order_by(Officer.id)
+            )
+            return list(rows)[:MAX_MENTIONS]
+
+        return list(self._once(("leads", unit.id), leads))
+
+    def _subscriptions(self) -> list[WebhookSubscription]:
+        return self._once(
+            ("subscriptions",), lambda: list(self.session.exec(select(WebhookSubscription)))
+        )
+
+    def has_subscriptions(self) -> bool:
+        return any(sub.channel_id is not None for sub in self._subscriptions())
+
+    def subscribers(self, home: Unit | None, names: frozenset[str]) -> list[int]:
+        """Channels of the webhook subscriptions that want one of `names` for this home."""
+
+        def compute() -> list[int]:
+            out = []
+            for sub in self._subscriptions():
+                if sub.channel_id is None:
+                    continue
+                if not names & set(sub.events) and "*" not in sub.events:
+                    continue
+                if sub.unit_id is not None:
+                    owner = self.unit(sub.unit_id)
+                    if owner is None or not (home and home.path.startswith(owner.path)):
+                        continue
+                out.append(sub.channel_id)
+            return out
+
+        return self._once(("subscribers", home.id if home else None, names), compute)
+
+    def working_days_left(self, cal: WorkingDayCalendar, today: date, deadline: date) -> int:
+        return self._once(
+            ("days", today, deadline), lambda: cal.working_days_between(today, deadline)
+        )
+
+    # ---------------------------------------------------------------------------- writes
+
+    def add(self, model: type[SQLModel], row: dict[str, Any]) -> None:
+        """A new row: an ORM object now, or (in bulk) one row of a set-wise insert later."""
+        if model is Escalation and self._escalated is not None:
+            self._escalated.add((row["blocker_id"], row["step"]))
+        if self.bulk:
+            self.rows.setdefault(model, []).append(row)
+        else:
+            self.session.add(model(**row))
+
+    def insert_collected(self) -> None:
+        for model, rows in self.rows.items():
+            insert_rows(self.session, model.__table__, rows)
+        self.rows = {}
+
+
+def chunks(ids: list, size: int = 900) -> Iterable[list]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
