@@ -30,16 +30,24 @@ class CalendarStore:
         self.ttl_s = ttl_s
         self._calendar: WorkingDayCalendar | None = None
         self._loaded_at = 0.0
+        self._generation = 0
         self._lock = threading.Lock()
 
     def get(self, session: Session) -> WorkingDayCalendar:
+        calendar, loaded_at = self._calendar, self._loaded_at
+        if calendar is not None and time.monotonic() - loaded_at <= self.ttl_s:
+            return calendar
+        # Query without holding the lock: the caller's session may be waiting for the
+        # database's write lock while another thread, holding that write lock, waits here.
+        generation = self._generation
+        rows = list(session.exec(select(CalendarYear)))
+        calendar = WorkingDayCalendar(overrides_from_rows(rows), tz=self.tz)
         with self._lock:
-            if self._calendar is None or time.monotonic() - self._loaded_at > self.ttl_s:
-                rows = list(session.exec(select(CalendarYear)))
-                self._calendar = WorkingDayCalendar(overrides_from_rows(rows), tz=self.tz)
-                self._loaded_at = time.monotonic()
-            return self._calendar
+            if generation == self._generation:  # not invalidated while we read
+                self._calendar, self._loaded_at = calendar, time.monotonic()
+        return calendar
 
     def invalidate(self) -> None:
         with self._lock:
+            self._generation += 1
             self._calendar = None
