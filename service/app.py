@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import problems
 from service.api import (
@@ -26,6 +26,7 @@ from service.api import (
     reports,
     units,
 )
+from service.auth import PrincipalCache
 from service.db import Database
 from service.deps import reject_unknown_query
 from service.jobs import Jobs
@@ -81,13 +82,35 @@ def build_context(settings: Settings, db: Database) -> EngineContext:
     )
 
 
-class RequestIdMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        request.state.request_id = request_id
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request_id
-        return response
+class RequestIdMiddleware:
+    """X-Request-Id on every answer: the caller's (first 64 characters) or a new one.
+
+    Plain ASGI rather than BaseHTTPMiddleware, which runs every request through an extra
+    task and a streaming wrapper.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = given.decode("latin-1")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        raw_id = request_id.encode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", raw_id))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def create_app(settings: Settings | None = None, *, background: bool | None = None) -> FastAPI:
@@ -123,6 +146,7 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     app.state.db = db
     app.state.ctx = ctx
     app.state.metrics = Metrics()
+    app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
@@ -146,3 +170,9 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     ):
         app.include_router(module.router)
     return app
+
+
+def worker_app() -> FastAPI:
+    """One of the HTTP processes of `duban serve --workers N`: it serves requests only;
+    the supervising process runs the timer sweep and the dispatcher."""
+    return create_app(Settings(), background=False)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
@@ -81,7 +84,8 @@ def _scope_path(session: Session, unit: Unit) -> str:
     return unit.path
 
 
-def authenticate(session: Session, authorization: str | None, admin_key: str | None) -> Principal:
+def bearer_token(authorization: str | None) -> str:
+    """The key in 'Authorization: Bearer <key>', or 401."""
     if not authorization:
         raise Problem(
             401,
@@ -96,8 +100,17 @@ def authenticate(session: Session, authorization: str | None, admin_key: str | N
             "The Authorization header must be 'Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return token
+
+
+def admin_principal(token: str, admin_key: str | None) -> Principal | None:
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return Principal(name="admin", scopes=frozenset({"read", "write", "admin"}), is_admin=True)
+    return None
+
+
+def principal_for_key(session: Session, token: str) -> Principal:
+    """The principal of a stored, unrevoked key, read from the database; else 401."""
     key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(token))).first()
     if key is None or key.revoked_at is not None:
         raise Problem(
@@ -118,3 +131,47 @@ def authenticate(session: Session, authorization: str | None, admin_key: str | N
         officer_id=key.officer_id,
         scope_path=_scope_path(session, unit),
     )
+
+
+class PrincipalCache:
+    """Key → principal for `ttl_s` seconds, so a request needs no read transaction to
+    learn who is calling.
+
+    The bound: a key revoked (or a unit moved) in the database is still honoured by a
+    process that cached it for at most `ttl_s` seconds; `forget_all()` ends that at
+    once in this process. Unknown keys are never cached, so a new key works at once and
+    guessing fills no memory. A lookup that raced a `forget_all()` is not stored.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(hash_key(token))
+        if entry is None or entry[1] <= self.clock():
+            return None
+        return entry[0]
+
+    def generation(self) -> int:
+        return self._generation
+
+    def put(self, token: str, principal: Principal, generation: int) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return  # forgotten while it was being read: it may be stale
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[hash_key(token)] = (principal, self.clock() + self.ttl_s)
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()

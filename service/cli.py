@@ -30,12 +30,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service import migrations
     from service.app import create_app
+    from service.jobs import Jobs
 
+    if args.workers is not None:
+        os.environ["DUBAN_WORKERS"] = str(args.workers)  # validated with the rest below
     settings = _settings()
     if not args.no_migrate:
         migrations.upgrade(settings.database_url)
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level, access_log=False)
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Several HTTP processes; the timer sweep and the dispatcher run once, in this one.
+    jobs = Jobs(create_app(settings, background=False))
+    jobs.start()
+    try:
+        uvicorn.run("service.app:worker_app", factory=True, workers=settings.workers, **options)
+    finally:
+        jobs.stop()
+        jobs.app.state.db.dispose()
     return 0
 
 
@@ -83,7 +101,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     fired_total = 0
     while True:
         try:
-            fired, _ = sweep_once(db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive)
+            fired, _ = sweep_once(
+                db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive
+            )
         except Exception:
             # A lost connection or a deadlock victim: the claimed timers stay pending.
             log.exception("sweep failed; trying again after the interval")
@@ -128,7 +148,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from service.demo.run import run_demo
 
-    run_demo(args.host, args.port, Path(args.database), args.day_seconds, args.prefill_days, args.seed)
+    run_demo(
+        args.host, args.port, Path(args.database), args.day_seconds, args.prefill_days, args.seed
+    )
     return 0
 
 
@@ -142,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="HTTP worker processes (default DUBAN_WORKERS, 1); timers and dispatch run once",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema")
@@ -167,12 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
     dispatch.set_defaults(func=cmd_dispatch)
 
-    demo = sub.add_parser("demo", help="a realistic city on the simulation clock, with a chat inbox")
+    demo = sub.add_parser(
+        "demo", help="a realistic city on the simulation clock, with a chat inbox"
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--database", default="var/demo.db", help="SQLite file, recreated on every start")
-    demo.add_argument("--day-seconds", type=float, default=5.0, help="real seconds per simulated working day")
-    demo.add_argument("--prefill-days", type=int, default=18, help="working days simulated before serving")
+    demo.add_argument(
+        "--database", default="var/demo.db", help="SQLite file, recreated on every start"
+    )
+    demo.add_argument(
+        "--day-seconds", type=float, default=5.0, help="real seconds per simulated working day"
+    )
+    demo.add_argument(
+        "--prefill-days", type=int, default=18, help="working days simulated before serving"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.set_defaults(func=cmd_demo)
     return parser

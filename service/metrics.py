@@ -26,6 +26,20 @@ class Metrics:
         self.timers_fired = Counter(
             "duban_timers_fired_total", "Timers fired by the sweep", registry=self.registry
         )
+        # labels() takes a lock and builds a key each time; the children never change.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -54,5 +68,4 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, path, str(status["code"])).inc()
-            self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)
+            self.metrics.observe(method, path, status["code"], time.perf_counter() - start)

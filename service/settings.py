@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0, description="Request body size limit")
     rate_limit_per_minute: int = Field(6000, gt=0, description="Requests per minute per API key")
     log_level: str = Field("info")
+    auth_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a process trusts a key it has looked up; a key revoked in the "
+        "database stops working within this time (0: look every request up)",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes of `duban serve`; with more than one, the timer "
+        "sweep and the dispatcher run once, in the supervising process",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -72,6 +85,11 @@ class Settings(BaseSettings):
                 "DUBAN_ADMIN_KEY is not set, and DUBAN_DATABASE_URL points at a production "
                 f"database ({self.redacted_database_url}). Set DUBAN_ADMIN_KEY to a long random "
                 "secret (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+            )
+        if self.workers > 1 and self.clock == "manual":
+            raise UnsafeSettings(
+                "DUBAN_WORKERS must be 1 with DUBAN_CLOCK=manual: the simulated clock lives "
+                "in one process"
             )
         if self.admin_key is not None and len(self.admin_key) < 8:
             raise UnsafeSettings("DUBAN_ADMIN_KEY must be at least 8 characters long")

@@ -10,14 +10,14 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
 from service.auth import require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.rescheduling import move_deadlines
 from workflows.sweep import advance_clock
 
-router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute)
 
 DURATION = re.compile(
     r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"

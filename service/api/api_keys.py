@@ -9,11 +9,16 @@ from pydantic import BaseModel, Field
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso, unit_by_code
 from service.auth import hash_key, new_key, require_scope
-from service.deps import Caller, WriteSession
+from service.deps import Caller, UnitOfWorkRoute, WriteSession
 from service.models import ApiKey, Officer
 from service.problems import Problem
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/api-keys",
+    tags=["api-keys"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 
 class ApiKeyCreate(Strict):

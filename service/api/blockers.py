@@ -31,13 +31,18 @@ from service.api.common import (
     page_of,
 )
 from service.auth import require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Project, Unit
 from service.problems import Problem
 from workflows import engine
 
-router = APIRouter(prefix="/api/v1/blockers", tags=["blockers"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/blockers",
+    tags=["blockers"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {

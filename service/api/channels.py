@@ -25,7 +25,7 @@ from service.api.common import (
     unit_by_code,
 )
 from service.auth import require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import (
     Blocker,
@@ -38,7 +38,7 @@ from service.models import (
 from service.problems import Problem
 from workflows.outbox import EVENT_NAMES
 
-router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute)
 
 EVENT_TYPES = (
     "*",

@@ -21,13 +21,18 @@ from service.api.common import (
     page_of,
 )
 from service.auth import Principal, require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import Escalation, Unit
 from service.problems import Problem
 from workflows import engine
 from workflows.escalation_queue import record_queue_action
 
-router = APIRouter(prefix="/api/v1/escalations", tags=["escalations"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/escalations",
+    tags=["escalations"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 
 class EscalationOut(BaseModel):

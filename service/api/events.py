@@ -9,10 +9,12 @@ from sqlmodel import select
 
 from service.api.blocker_views import EventOut, event_out, visibility_clause
 from service.api.common import ERROR_RESPONSES, Limit, Page
-from service.deps import Caller, ReadSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Event
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 
 @router.get("", response_model=Page[EventOut])

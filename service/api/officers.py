@@ -21,12 +21,17 @@ from service.api.common import (
     unit_by_code,
 )
 from service.auth import require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Officer, Unit
 from service.problems import Problem
 
-router = APIRouter(prefix="/api/v1/officers", tags=["officers"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/officers",
+    tags=["officers"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 
 class OfficerCreate(Strict):

@@ -21,12 +21,17 @@ from service.api.common import (
     unit_by_code,
 )
 from service.auth import Principal, require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Officer, Project, Unit
 from service.problems import Problem
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/projects",
+    tags=["projects"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 CLOSED_STATES = ("closed", "withdrawn")
 

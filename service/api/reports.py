@@ -13,11 +13,16 @@ from sqlmodel import select
 from service.api.blocker_views import OVERDUE_STATES, visibility_clause
 from service.api.common import ERROR_RESPONSES
 from service.api.projects import CLOSED_STATES, project_light
-from service.deps import Caller, ReadSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Event, Project, Unit
 from service.problems import Problem
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/reports",
+    tags=["reports"],
+    responses=ERROR_RESPONSES,
+    route_class=UnitOfWorkRoute,
+)
 
 
 class UnitReport(BaseModel):

@@ -21,12 +21,14 @@ from service.api.common import (
     visible_unit_or_404,
 )
 from service.auth import require_scope
-from service.deps import Caller, ReadSession, WriteSession
+from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Unit
 from service.problems import Problem
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/units", tags=["units"], responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 Level = Literal["township", "county", "city", "province"]
 Kind = Literal["government", "department", "taskforce", "leader", "enterprise"]
