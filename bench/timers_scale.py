@@ -12,14 +12,16 @@ Three figures, on SQLite and on the local PostgreSQL:
 2. Burst. 100,000 deadlines falling due at once, each escalated by `sweep_once` in one
    process: state, event, escalation entry and outbox row per blocker (a webhook channel on
    the escalation's receiver, the city taskforce, and on the responsible county).
-   A short cProfile of 1,000 of them says what dominates.
+   On PostgreSQL once more with `--sweepers` (default 2) sweeper processes at once, as
+   replicas would run. A short cProfile of 1,000 of them says what dominates.
 3. The naive design: APScheduler 3, BackgroundScheduler, one `date` job per deadline in an
    SQLAlchemyJobStore (SQLite file); the job only records the blocker id. Scheduling time,
    firing time and memory, once with APScheduler's default misfire_grace_time (1 s) on
    10,000 jobs, and once with misfire_grace_time=None on 100,000.
 
     python -m bench.timers_scale [--n 1000000] [--burst 100000] [--jobs 100000]
-                                 [--backends sqlite,postgres] [--skip idle,burst,aps,profile]
+                                 [--sweepers 2] [--backends sqlite,postgres]
+                                 [--skip idle,burst,aps,profile]
 """
 
 from __future__ import annotations
@@ -311,9 +313,11 @@ def child_burst(url: str, batch: int) -> dict:
     db = Database(url)
     ctx = make_context(db, NOW)
     base_rss = rss_mb()
+    started = time.time()
     t = time.perf_counter()
     fired, settled = sweep_once(db, ctx, now=NOW.astimezone(UTC), batch=batch)
     seconds = time.perf_counter() - t
+    ended = time.time()
     with db.unit_of_work(readonly=True) as s:
         counts = {
             "overdue_state": s.scalar(select(func.count()).select_from(Blocker)
@@ -325,6 +329,7 @@ def child_burst(url: str, batch: int) -> dict:
         }  # fmt: skip
     db.dispose()
     return {"fired": fired, "settled": settled, "seconds": seconds, **counts,
+            "started": started, "ended": ended,
             "rss_before_mb": base_rss, "peak_mb": peak_mb()}  # fmt: skip
 
 
@@ -409,7 +414,25 @@ def idle(kind: str, n: int, calls: int) -> dict:
             "at_small": at_small, "at_n": at_n}  # fmt: skip
 
 
-def burst(kind: str, m: int, batch: int) -> dict:
+def run_children(count: int, *args: str, timeout: float = 7200) -> list[dict]:
+    """`count` copies of a child at once (several sweepers against one database)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.timers_scale", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(count)
+    ]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"child {args[0]} failed:\n{stderr[-4000:]}")
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def burst(kind: str, m: int, batch: int, sweepers: int = 1) -> dict:
     from service.db import Database
 
     with fresh_database(kind) as url:
@@ -421,8 +444,20 @@ def burst(kind: str, m: int, batch: int) -> dict:
         assert [t[0] for t in templates[OVERDUE][1] if t[2] <= NOW] == ["deadline"], kinds
         seconds = seed(url, unit_id, project_id, templates, [OVERDUE], 1, m)
         db.dispose()
-        result = run_child("--child-burst", url, str(batch))
-    return {"m": m, "batch": batch, "seed_s": seconds, "kinds": kinds, **result}
+        if sweepers == 1:
+            result = run_child("--child-burst", url, str(batch))
+        else:
+            # Each sweeper process's own clock starts once it has imported and connected;
+            # the burst lasts from the first one's start to the last one's end.
+            runs = run_children(sweepers, "--child-burst", url, str(batch))
+            result = {
+                **max(runs, key=lambda r: r["ended"]),
+                "fired": sum(r["fired"] for r in runs),
+                "seconds": max(r["ended"] for r in runs) - min(r["started"] for r in runs),
+                "per_sweeper": [r["fired"] for r in runs],
+            }
+    return {"m": m, "batch": batch, "seed_s": seconds, "kinds": kinds, "sweepers": sweepers,
+            **result}  # fmt: skip
 
 
 def profile(kind: str, m: int = 1000) -> str:
@@ -484,6 +519,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="open blockers (idle sweep)")
     parser.add_argument("--burst", type=int, default=100_000, help="deadlines due at once")
     parser.add_argument("--batch", type=int, default=1000, help="sweep batch for the burst")
+    parser.add_argument(
+        "--sweepers", type=int, default=2, help="also burst with this many sweeper processes (PG)"
+    )
     parser.add_argument("--jobs", type=int, default=100_000, help="APScheduler jobs")
     parser.add_argument(
         "--grace-jobs",
@@ -544,6 +582,17 @@ def main() -> None:
         if kind == "sqlite":
             sweep_sqlite = r
         sys.stdout.flush()
+        if kind == "postgres" and args.sweepers > 1:
+            r = burst(kind, args.burst, args.batch, args.sweepers)
+            ok = r["fired"] == r["overdue_state"] == r["events"] == r["escalations"] == r["m"]
+            print(
+                f"timers_scale {kind}: the same with {r['sweepers']} sweeper processes at once: "
+                f"{r['seconds']:.1f} s = {r['m'] / r['seconds']:.0f}/s; fired "
+                f"{' + '.join(fmt_n(n) for n in r['per_sweeper'])}, {fmt_n(r['events'])} "
+                f"events, {fmt_n(r['escalations'])} escalations"
+                f"{'' if ok else ' (MISMATCH: a timer fired twice or not at all)'}"
+            )
+            sys.stdout.flush()
     for kind in backends if "profile" not in skip else []:
         print(profile(kind))
         sys.stdout.flush()
