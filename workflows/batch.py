@@ -20,7 +20,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, select, update
 from sqlmodel import Session
 
 from service.models import Blocker, Event, Timer
@@ -81,25 +81,6 @@ def _lock_blockers(session: Session, ctx: EngineContext, ids: list[int]) -> dict
             query = query.with_for_update(skip_locked=True)
         for row in session.execute(query):
             found[row.id] = SimpleNamespace(**row._mapping)
-    if ctx.lock_rows and found:
-        # Firing may cancel a blocker's other pending timers; if another sweeper has claimed
-        # one, waiting for it could deadlock: leave that blocker for the next sweep.
-        pending = select(TIMERS.c.blocker_id, TIMERS.c.id).where(TIMERS.c.status == "pending")
-        for chunk in chunks(sorted(found)):
-            mine = pending.where(TIMERS.c.blocker_id.in_(chunk))
-            total = dict(
-                session.execute(
-                    select(TIMERS.c.blocker_id, func.count())
-                    .where(TIMERS.c.status == "pending", TIMERS.c.blocker_id.in_(chunk))
-                    .group_by(TIMERS.c.blocker_id)
-                ).all()
-            )
-            held: dict[int, int] = defaultdict(int)
-            for blocker_id, _ in session.execute(mine.with_for_update(skip_locked=True)):
-                held[blocker_id] += 1
-            for blocker_id, count in total.items():
-                if held[blocker_id] != count:
-                    found.pop(blocker_id, None)
     return found
 
 
@@ -162,10 +143,10 @@ def fire_batch(
                 after=after_of[key],
             )
         )
-    _write(session, world, steps)
     fired_ids = [row.id for row, _, _, _ in chosen]
     _set_status(session, fired_ids, status="fired", fired_at=now)
     _set_status(session, stale, status="cancelled")
+    _write(session, ctx, world, steps)
 
     fired, settled = len(fired_ids), len(fired_ids) + len(stale)
     if one_by_one:
@@ -182,7 +163,7 @@ def fire_batch(
     return fired, settled
 
 
-def _write(session: Session, world: World, steps: list[engine.Step]) -> None:
+def _write(session: Session, ctx: EngineContext, world: World, steps: list[engine.Step]) -> None:
     if not steps:
         return
     insert_rows(session, EVENTS, [s.event for s in steps])
@@ -210,10 +191,10 @@ def _write(session: Session, world: World, steps: list[engine.Step]) -> None:
         if s.cancel and s.cancel is not engine.ALL:
             by_kinds[s.cancel].append(s.blocker.id)
     for chunk in chunks(cancel_all):
-        _cancel(session, chunk)
+        _cancel(session, ctx, chunk)
     for kinds, blocker_ids in by_kinds.items():
         for chunk in chunks(blocker_ids):
-            _cancel(session, chunk, kinds)
+            _cancel(session, ctx, chunk, kinds)
     insert_rows(session, TIMERS, [t for s in steps for t in s.timers])
     world.insert_collected()  # escalations and chat messages, written by the effects
     if world.has_subscriptions():
@@ -235,11 +216,28 @@ def _event_ids(session: Session, steps: list[engine.Step]) -> dict[tuple[int, in
     return ids
 
 
-def _cancel(session: Session, blocker_ids: list[int], kinds: frozenset[str] | None = None) -> None:
-    stmt = update(TIMERS).where(TIMERS.c.blocker_id.in_(blocker_ids), TIMERS.c.status == "pending")
+def _cancel(
+    session: Session,
+    ctx: EngineContext,
+    blocker_ids: list[int],
+    kinds: frozenset[str] | None = None,
+) -> None:
+    """Cancel the blockers' pending timers, except those another sweeper has claimed.
+
+    Waiting for another sweeper's claim could deadlock (it may be waiting for one of ours).
+    A timer left pending this way is not fired wrongly: the sweeper holding it cannot lock
+    the blocker (this transaction has it) and leaves it; whoever claims it next re-checks
+    the blocker's state under the blocker's lock, finds it moved on, and cancels it; and
+    any action through the gate before then cancels it too (`engine.apply` waits for it).
+    """
+    pending = select(TIMERS.c.id).where(
+        TIMERS.c.blocker_id.in_(blocker_ids), TIMERS.c.status == "pending"
+    )
     if kinds is not None:
-        stmt = stmt.where(TIMERS.c.kind.in_(sorted(kinds)))
-    session.execute(stmt.values(status="cancelled"))
+        pending = pending.where(TIMERS.c.kind.in_(sorted(kinds)))
+    if ctx.lock_rows:
+        pending = pending.with_for_update(skip_locked=True)
+    session.execute(update(TIMERS).where(TIMERS.c.id.in_(pending)).values(status="cancelled"))
 
 
 def _set_status(session: Session, timer_ids: list[int], **values: Any) -> None:

@@ -60,12 +60,18 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     columns = list(rows[0])
-    mark = "?" if sqlite else "%s"
+    params = _params(rows, columns, _converters(table, columns, sqlite))
+    if not sqlite:
+        # COPY: one statement for the whole set instead of one execution per row.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in params:
+                copy.write_row(row)
+        return
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     )
-    conn.exec_driver_sql(sql, _params(rows, columns, _converters(table, columns, sqlite)))
+    conn.exec_driver_sql(sql, params)
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
