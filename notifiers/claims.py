@@ -17,10 +17,29 @@ relabelled :data:`LOST`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from notifiers.ratelimit import IN_FLIGHT
@@ -31,6 +50,14 @@ LOST = "lost: claimed but no outcome recorded before the lease ran out (dispatch
 EXCERPT_MAX = 500
 ERROR_MAX = 1000
 LAST_ERROR_MAX = 2000
+
+
+def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column IN ids``. On PostgreSQL as ``= ANY(array)``, one parameter, so the statement
+    reads the same for any number of ids and psycopg parses it once, not once per claim."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))
 
 
 def due_filter(business_now: datetime, real_now: datetime, lease_s: float) -> ColumnElement[bool]:
@@ -48,40 +75,119 @@ def due_filter(business_now: datetime, real_now: datetime, lease_s: float) -> Co
     )
 
 
-def due_channels(session: Session, where: ColumnElement[bool]) -> list[tuple[int, int]]:
-    """(channel id, due rows) for channels with due rows, the oldest due row's first."""
-    query = (
-        select(Notification.channel_id, func.count(Notification.id))
+@dataclass(frozen=True)
+class Due:
+    id: int
+    channel_id: int
+    rank: int  # 1: the channel's oldest due row
+    backlog: int  # due rows of the channel in all
+
+
+def ranked_due(session: Session, where: ColumnElement[bool], *, cap: int, limit: int) -> list[Due]:
+    """Due rows with the channels taking turns: every channel's oldest row first (oldest
+    channel first), then every channel's second, …; at most ``cap`` per channel and
+    ``limit`` in all. One scan of the due rows, however many channels there are."""
+    per_channel = {"partition_by": Notification.channel_id}
+    ranked = (
+        select(
+            Notification.id,
+            Notification.channel_id,
+            func.row_number().over(order_by=Notification.id, **per_channel).label("rank"),
+            func.count().over(**per_channel).label("backlog"),
+        )
         .where(where)
-        .group_by(Notification.channel_id)
-        .order_by(func.min(Notification.id))
+        .subquery()
     )
-    return [(channel_id, count) for channel_id, count in session.exec(query)]
-
-
-def lock_channel(session: Session, channel_id: int, postgres: bool) -> Channel | None:
-    """Serialise claims per channel across dispatchers (the rate budget is read-then-use).
-
-    ``FOR NO KEY UPDATE`` does not block the engine inserting notifications that reference
-    the channel (their foreign-key check takes ``KEY SHARE``)."""
-    query = select(Channel).where(Channel.id == channel_id)
-    if postgres:
-        query = query.with_for_update(key_share=True)
-    return session.exec(query).first()
-
-
-def due_rows(
-    session: Session, where: ColumnElement[bool], channel_id: int, limit: int, postgres: bool
-) -> Sequence[Notification]:
     query = (
-        select(Notification)
-        .where(where, Notification.channel_id == channel_id)
-        .order_by(col(Notification.id))
+        select(ranked.c.id, ranked.c.channel_id, ranked.c.rank, ranked.c.backlog)
+        .where(ranked.c.rank <= cap)
+        .order_by(ranked.c.rank, ranked.c.id)
         .limit(limit)
     )
-    if postgres:
-        query = query.with_for_update(skip_locked=True)
-    return session.exec(query).all()
+    return [Due(*row) for row in session.execute(query)]
+
+
+def load_channels(session: Session, channel_ids: Sequence[int]) -> dict[int, Channel]:
+    return {
+        c.id: c
+        for c in session.exec(select(Channel).where(among(session, Channel.id, channel_ids)))
+    }
+
+
+def lock_channels(session: Session, channel_ids: Sequence[int]) -> None:
+    """Serialise claims per rate-limited channel across dispatchers (the budget is
+    read-then-use), locking in id order so two dispatchers cannot deadlock (PostgreSQL).
+
+    ``FOR NO KEY UPDATE`` does not block the engine inserting notifications that reference
+    the channel (their foreign-key check takes ``KEY SHARE``). The rows are read again, so
+    a channel disabled meanwhile is seen disabled."""
+    if channel_ids:
+        query = (
+            select(Channel)
+            .where(among(session, Channel.id, channel_ids))
+            .order_by(col(Channel.id))
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        list(session.exec(query))
+
+
+class DueRow(Protocol):
+    """An outbox row as a claim reads it: the columns it needs, no ORM object."""
+
+    id: int
+    channel_id: int
+    blocker_id: int | None
+    kind: str
+    event_type: str
+    delivery_id: str
+    mentions: list[str]
+    context: dict[str, Any]
+
+
+def lock_due(
+    session: Session,
+    where: ColumnElement[bool],
+    notification_ids: Sequence[int],
+    leased_since: datetime,
+    postgres: bool,
+) -> list[DueRow]:
+    """Read the chosen rows that are still due, skipping (PostgreSQL) rows another
+    dispatcher is claiming right now."""
+    if not notification_ids:
+        return []
+    table = Notification.__table__
+    query = (
+        select(
+            table.c.id,
+            table.c.channel_id,
+            table.c.blocker_id,
+            table.c.kind,
+            table.c.event_type,
+            table.c.delivery_id,
+            table.c.mentions,
+            table.c.context,
+        )
+        .where(among(session, table.c.id, notification_ids), where)
+        .order_by(table.c.id)
+    )
+    if not postgres:  # the claim holds SQLite's write lock: nobody else is claiming
+        return cast(list[DueRow], list(session.execute(query)))
+    rows = list(session.execute(query.with_for_update(of=table, skip_locked=True)))
+    # A row another dispatcher claimed and committed while this statement ran was locked
+    # with this statement's older snapshot, which does not show that claim's attempt (the
+    # row itself is unchanged, so PostgreSQL does not re-check it). The rows are ours now:
+    # a new statement sees every claim committed before, so drop the ones leased meanwhile.
+    leased = set(
+        session.execute(
+            select(NotificationAttempt.notification_id).where(
+                among(session, NotificationAttempt.notification_id, [row.id for row in rows]),
+                NotificationAttempt.error == IN_FLIGHT,
+                NotificationAttempt.at > leased_since,
+            )
+        ).scalars()
+    )
+    return cast(list[DueRow], [row for row in rows if row.id not in leased])
 
 
 def mark_stale_claims_lost(session: Session, notification_ids: Sequence[int]) -> None:
@@ -89,32 +195,108 @@ def mark_stale_claims_lost(session: Session, notification_ids: Sequence[int]) ->
         session.execute(
             update(NotificationAttempt)
             .where(
-                col(NotificationAttempt.notification_id).in_(notification_ids),
+                among(session, NotificationAttempt.notification_id, notification_ids),
                 NotificationAttempt.error == IN_FLIGHT,
             )
             .values(error=LOST)
         )
 
 
-def open_attempt(
-    session: Session, notification_id: int, at: datetime, excerpt: str | None = None
-) -> NotificationAttempt:
-    attempt = NotificationAttempt(
-        notification_id=notification_id, at=at, ok=False, error=IN_FLIGHT, response_excerpt=excerpt
-    )
-    session.add(attempt)
-    return attempt
+def open_attempts(
+    session: Session, claimed: Sequence[tuple[int, str | None]], at: datetime
+) -> list[int]:
+    """Write an in-flight attempt for each (notification id, excerpt), in one statement;
+    returns their ids in the same order. A notification appears once."""
+    if not claimed:
+        return []
+    table = NotificationAttempt.__table__
+    columns = ["notification_id", "at", "ok", "error", "response_excerpt"]
+    if session.get_bind().dialect.name == "postgresql":
+        # Two array parameters rather than five per row: a statement psycopg parses once.
+        given = (
+            func.unnest(
+                bindparam(None, [n for n, _ in claimed], type_=ARRAY(Integer)),
+                bindparam(None, [e for _, e in claimed], type_=ARRAY(String)),
+            )
+            .table_valued("notification_id", "excerpt")
+            .render_derived()
+        )
+        rows = select(
+            given.c.notification_id,
+            literal(at, table.c.at.type),
+            false(),
+            literal(IN_FLIGHT),
+            given.c.excerpt,
+        )
+        opened = session.execute(
+            insert(table).from_select(columns, rows).returning(table.c.notification_id, table.c.id)
+        )
+    else:  # executemany in batches of SQLite's parameter limit
+        values = [dict(zip(columns, (n, at, False, IN_FLIGHT, e), strict=True)) for n, e in claimed]
+        opened = session.execute(
+            insert(table).returning(table.c.notification_id, table.c.id), values
+        )
+    attempt_of = {notification_id: attempt_id for notification_id, attempt_id in opened}
+    return [attempt_of[notification_id] for notification_id, _ in claimed]
 
 
-def finish_dead(session: Session, row: Notification, at: datetime, reason: str) -> None:
-    """A row that cannot be sent at all (channel gone or disallowed, no template)."""
-    session.add(
-        NotificationAttempt(notification_id=row.id, at=at, ok=False, error=reason[:ERROR_MAX])
+def complete_attempts(
+    session: Session, outcomes: Iterable[tuple[int, int | None, bool, str | None, str | None]]
+) -> None:
+    """Record (attempt id, status code, ok, response excerpt, error) for each attempt.
+
+    Attempts with the same outcome are updated by one statement: a round of 500 sends that
+    all came back "200 ok" costs one UPDATE, not 500."""
+    table = NotificationAttempt.__table__
+    same: dict[tuple[int | None, bool, str | None, str | None], list[int]] = defaultdict(list)
+    for attempt_id, status_code, ok, excerpt, error in outcomes:
+        same[(status_code, ok, excerpt, error)].append(attempt_id)
+    for (status_code, ok, excerpt, error), ids in same.items():
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, ids))
+            .values(status_code=status_code, ok=ok, response_excerpt=excerpt, error=error)
+        )
+
+
+def mark_sent(session: Session, notification_ids: Sequence[int], at: datetime) -> None:
+    if notification_ids:
+        table = Notification.__table__
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, notification_ids))
+            .values(status="sent", sent_at=at, last_error=None, attempts=table.c.attempts + 1)
+        )
+
+
+def lock_rows(
+    session: Session, notification_ids: Sequence[int], postgres: bool
+) -> dict[int, Notification]:
+    query = select(Notification).where(among(session, Notification.id, notification_ids))
+    if postgres:
+        query = query.order_by(col(Notification.id)).with_for_update()
+    return {row.id: row for row in session.exec(query)}
+
+
+def finish_dead(session: Session, dead: Sequence[tuple[int, str]], at: datetime) -> None:
+    """Rows that cannot be sent at all (channel gone or disallowed, no template): one
+    attempt each saying why, and ``dead``. ``dead``: (notification id, reason)."""
+    if not dead:
+        return
+    session.execute(
+        insert(NotificationAttempt.__table__),
+        [
+            {"notification_id": n, "at": at, "ok": False, "error": reason[:ERROR_MAX]}
+            for n, reason in dead
+        ],
     )
-    row.attempts += 1
-    row.status = "dead"
-    row.last_error = reason[:LAST_ERROR_MAX]
-    session.add(row)
+    table = Notification.__table__
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(status="dead", last_error=bindparam("reason"), attempts=table.c.attempts + 1),
+        [{"row_id": n, "reason": reason[:LAST_ERROR_MAX]} for n, reason in dead],
+    )
 
 
 def release(session: Session, attempt_ids: Sequence[int]) -> None:
@@ -122,7 +304,7 @@ def release(session: Session, attempt_ids: Sequence[int]) -> None:
     if attempt_ids:
         session.execute(
             delete(NotificationAttempt).where(
-                col(NotificationAttempt.id).in_(attempt_ids),
+                among(session, NotificationAttempt.id, attempt_ids),
                 NotificationAttempt.error == IN_FLIGHT,
             )
         )

@@ -1,19 +1,24 @@
 """The outbox dispatcher: claim due rows, send them outside any transaction, record the outcome.
 
-One round (:meth:`Dispatcher.dispatch_once`):
+Three steps, each in its own place:
 
-1. **Claim**, in one short write transaction: find channels with due rows (see
-   :mod:`notifiers.claims` for business vs real time), lock each channel row (PostgreSQL),
-   drop rows whose channel is disabled, unknown or not allowed (→ ``dead`` with the
-   reason), read the channel's rate budget, lock its due rows ``FOR UPDATE SKIP LOCKED``,
-   render them and, when they outnumber the budget, merge them into digests. Every
-   claimed row gets an in-flight attempt row: that is the lease and the rate-limit slot.
-2. **Send** each message with httpx (10 s timeout, no redirects) or SMTP, no transaction
-   open, so a slow platform never holds a database lock.
-3. **Record**, one short transaction per message: complete the attempt rows (status code,
-   response excerpt ≤ 500 chars, error) and set each row ``sent``, ``failed`` (not before
-   real now + exponential backoff with jitter, at least Retry-After) or ``dead``
-   (permanent error, or ``max_attempts`` used up; ``last_error`` says why).
+1. **Claim** (:meth:`Dispatcher._claim`), in one short write transaction: find channels with
+   due rows (see :mod:`notifiers.claims` for business vs real time), drop rows whose channel
+   is disabled, unknown or not allowed (→ ``dead`` with the reason), lock each rate-limited
+   channel (PostgreSQL) and read its budget, lock its due rows ``FOR UPDATE SKIP LOCKED``,
+   render them and, when they outnumber the budget, merge them into digests. Every claimed
+   row gets an in-flight attempt row: that is the lease and the rate-limit slot.
+2. **Send** (:class:`notifiers.sender.Sender`) on a pool of threads with httpx (10 s timeout,
+   no redirects) or SMTP, no transaction open, so a slow platform never holds a lock.
+3. **Record** (:meth:`Dispatcher._record_all`), one transaction for many messages: complete
+   the attempt rows (status code, response excerpt ≤ 500 chars, error) and set each row
+   ``sent``, ``failed`` (not before real now + exponential backoff with jitter, at least
+   Retry-After) or ``dead`` (permanent error, or ``max_attempts`` used up; ``last_error``
+   says why).
+
+:meth:`Dispatcher.dispatch_once` runs the three in turn, for one round. :meth:`run_forever`
+pipelines them: the next claim is made while the last one is on the wire, and outcomes are
+written in batches by a :class:`notifiers.recorder.Recorder` thread.
 
 Delivery is at least once: a crash between 2 and 3 leaves the lease to expire, and the
 row goes out again with the same delivery id.
@@ -24,23 +29,25 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import ColumnElement
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from notifiers import claims, ratelimit
 from notifiers.allowlist import check_url
-from notifiers.base import DirectNotifier, Message, Outcome
+from notifiers.base import Message, Outcome
+from notifiers.claims import DueRow
 from notifiers.digest import MAX_DIGEST_ITEMS, plan
+from notifiers.recorder import Recorder, Reports
 from notifiers.registry import NOTIFIERS, AnyNotifier, notifier_for
 from notifiers.render import blocker_link, render, render_digest
+from notifiers.sender import Claim, Job, Sender, SendResult
 from service.db import Database
-from service.models import Channel, Notification, NotificationAttempt
+from service.models import Channel, Notification
 from service.models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -48,30 +55,17 @@ log = logging.getLogger(__name__)
 requeue = claims.requeue
 
 MAX_RETRY_AFTER_S = 86_400.0
+UNBOUNDED = 1 << 30
 
 
 @dataclass(frozen=True)
-class Claim:
-    notification_id: int
-    attempt_id: int
+class Verdict:
+    """What may be claimed for one channel now."""
 
-
-@dataclass
-class Job:
-    """One platform message: a single row, or a digest of several rows of one channel."""
-
-    channel: Channel
-    notifier: AnyNotifier
-    message: Message
-    claims: list[Claim]
-    claimed_at: datetime
-
-
-@dataclass(frozen=True)
-class SendResult:
-    outcome: Outcome
-    status_code: int | None = None
-    excerpt: str = ""
+    notifier: AnyNotifier | None
+    allowance: int | None  # messages its rate limit still allows; None: no limit
+    problem: str | None  # why it cannot be sent to: its due rows go dead
+    room: int = UNBOUNDED  # rows to claim at most
 
 
 class Dispatcher:
@@ -79,6 +73,7 @@ class Dispatcher:
 
     ``business_now``: the workflow clock (office-hours holds of ``pending`` rows).
     ``real_now``: the wall clock for leases, backoff and rate limits (injectable for tests).
+    ``http``: one client for every sending thread (tests); by default each thread has its own.
     """
 
     def __init__(
@@ -89,6 +84,7 @@ class Dispatcher:
         base_url: str = "http://127.0.0.1:8000",
         business_now: Callable[[], datetime],
         http: httpx.Client | None = None,
+        trust_env: bool = True,
         max_attempts: int = 8,
         real_now: Callable[[], datetime] = utcnow,
         notifiers: Mapping[str, AnyNotifier] = NOTIFIERS,
@@ -98,6 +94,7 @@ class Dispatcher:
         backoff_cap_s: float = 3600.0,
         rng: random.Random | None = None,
         workers: int = 16,
+        claim_gap_s: float = 0.05,
     ) -> None:
         self.db = db
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
@@ -111,21 +108,18 @@ class Dispatcher:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.rng = rng or random.Random()
-        self._own_http = http is None
-        self.http = http or httpx.Client(
-            timeout=timeout_s,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2),
+        self.claim_gap_s = claim_gap_s
+        self._stopping = False
+        self.sender = Sender(
+            workers=workers,
+            timeout_s=timeout_s,
+            may_send=self._may_send,
+            http=http,
+            trust_env=trust_env,
         )
-        self.workers = workers
-        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._own_http:
-            self.http.close()
+        self.sender.close()
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -133,120 +127,172 @@ class Dispatcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the loops
     def dispatch_once(self, batch: int = 100) -> int:
-        """One round; returns how many outbox rows got an attempt (sent, failed or dead).
+        """One round, start to end; returns how many outbox rows got an attempt (sent,
+        failed or dead).
 
-        Channels are sent to in parallel (``workers`` threads); within one channel the
-        rows go out in order, and a "too fast" answer pauses that channel for the round.
+        Channels are sent to in parallel; within one channel the rows go out in order, and a
+        "too fast" answer pauses that channel for the round.
         """
         jobs, handled = self._claim(batch)
-        groups: dict[int, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.channel.id, []).append(job)
-        if len(groups) <= 1 or self.workers <= 1:
-            results = [self._run_channel(group) for group in groups.values()]
-        else:
-            results = list(self._executor().map(self._run_channel, groups.values()))
-        self._record_all([pair for _, _, sent in results for pair in sent])
-        skipped = [job for _, left, _ in results for job in left]
-        handled += sum(done for done, _, _ in results)
-        if skipped:
-            with self.db.unit_of_work() as session:
-                claims.release(session, [c.attempt_id for job in skipped for c in job.claims])
-        return handled
+        if not jobs:
+            return handled
+        reports: Reports = []
+        done = threading.Event()
+        lock = threading.Lock()
 
-    def _run_channel(self, jobs: list[Job]) -> tuple[int, list[Job], list[tuple[Job, SendResult]]]:
-        handled, skipped, paused = 0, [], False
-        sent: list[tuple[Job, SendResult]] = []
-        for job in jobs:
-            if paused or self._lease_nearly_over(job):
-                skipped.append(job)
-                continue
-            result = self._send(job)
-            sent.append((job, result))
-            handled += len(job.claims)
-            if result.outcome.throttled and job.notifier.policy.limits:
-                paused = True  # the platform says "too fast": stop for now
-        return handled, skipped, sent
+        def report(job: Job, result: SendResult | None) -> None:
+            with lock:
+                reports.append((job, result))
+                if len(reports) == len(jobs):
+                    done.set()
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.workers, thread_name_prefix="duban-send"
-            )
-        return self._pool
+        self.sender.submit((job, report) for job in jobs)
+        done.wait()
+        self._record_all(reports)
+        return handled + sum(len(job.claims) for job, result in reports if result is not None)
 
-    def run_forever(self, stop_event: threading.Event, interval_s: float = 0.5) -> None:
-        while not stop_event.is_set():
+    def run_forever(
+        self, stop_event: threading.Event, interval_s: float = 0.5, batch: int = 100
+    ) -> None:
+        """Claim, send and record at once, until ``stop_event`` is set.
+
+        At most ``2 * batch`` rows are in flight, and at most ``batch / 10`` (20 or more) of
+        one channel, so a slow receiver cannot take every sending thread. A rate-limited
+        robot is not claimed for at all while it has a row in flight: its budget, pause and
+        "too fast" answers are written before it is looked at again.
+        """
+        max_in_flight = 2 * batch
+        per_channel = max(MAX_DIGEST_ITEMS, batch // 10)
+        recorder = Recorder(self._record_all)
+        try:
+            while not stop_event.is_set():
+                room = max_in_flight - recorder.rows_in_flight
+                if room < batch // 2:
+                    recorder.wait_for_progress(interval_s)
+                    continue
+                try:
+                    jobs, handled = self._claim(min(batch, room), recorder.in_flight(), per_channel)
+                except Exception:
+                    log.exception("notification claim failed")
+                    jobs, handled = [], 0
+                recorder.take_off(jobs)
+                self.sender.submit((job, recorder.report) for job in jobs)
+                claimed = handled + sum(len(job.claims) for job in jobs)
+                if claimed == 0 and recorder.rows_in_flight:
+                    recorder.wait_for_progress(interval_s)  # due rows may wait on a busy channel
+                elif claimed == 0:
+                    stop_event.wait(interval_s)
+                elif claimed < batch // 2:
+                    stop_event.wait(self.claim_gap_s)  # a trickle: let a few rows gather
+        finally:
+            self._stopping = True  # queued messages go back unsent; the ones on the wire land
             try:
-                handled = self.dispatch_once()
-            except Exception:
-                log.exception("notification dispatch round failed")
-                handled = 0
-            if handled == 0:
-                stop_event.wait(interval_s)
+                recorder.close(self.timeout_s + 5.0)
+            finally:
+                self._stopping = False
 
     # ------------------------------------------------------------------ claim
-    def _claim(self, batch: int) -> tuple[list[Job], int]:
+    def _claim(
+        self, batch: int, in_flight: Mapping[int, int] | None = None, per_channel: int = 0
+    ) -> tuple[list[Job], int]:
         """Claim up to ``batch`` rows; returns the messages to send and the rows finished
-        on the spot (dead: channel unusable or nothing to render)."""
+        on the spot (dead: channel unusable or nothing to render).
+
+        The channels take turns (see :func:`notifiers.claims.ranked_due`), so one busy group
+        does not starve the others and the sends spread over as many channels as possible.
+        ``in_flight``: rows this dispatcher still has on the way, per channel; with them a
+        channel has at most ``per_channel`` rows (default ``batch``), and a rate-limited
+        robot with any is left alone (see :meth:`run_forever`)."""
+        in_flight = in_flight or {}
+        per_channel = per_channel or batch
         business_now = self.business_now()
-        jobs: list[Job] = []
-        finished = 0
         with self.db.unit_of_work() as session:
             now = self.real_now()
             where = claims.due_filter(business_now, now, self.lease_s)
-            due_channels = claims.due_channels(session, where)
-            # A fair share per channel, so one busy group does not starve the others and
-            # the round's sends spread over as many channels (threads) as possible.
-            share = max(1, -(-batch // max(1, len(due_channels))))
-            for channel_id, due in due_channels:
-                left = min(share, batch - finished - sum(len(job.claims) for job in jobs))
-                if left <= 0:
-                    break
-                new_jobs, dead = self._claim_channel(session, where, channel_id, due, left, now)
-                jobs += new_jobs
-                finished += dead
-        return jobs, finished
-
-    def _claim_channel(
-        self,
-        session: Session,
-        where: ColumnElement[bool],
-        channel_id: int,
-        due: int,
-        left: int,
-        now: datetime,
-    ) -> tuple[list[Job], int]:
-        postgres = self.db.is_postgres
-        channel = claims.lock_channel(session, channel_id, postgres)
-        problem, notifier = self._check_channel(channel, channel_id)
-        if problem is not None or notifier is None or channel is None:
-            rows = claims.due_rows(session, where, channel_id, left, postgres)
-            claims.mark_stale_claims_lost(session, [r.id for r in rows])
+            # Rows over a channel's room are passed over: ask for as many more as could be.
+            limit = batch + sum(in_flight.values())
+            ranked = claims.ranked_due(session, where, cap=per_channel, limit=limit)
+            channels = claims.load_channels(session, list({due.channel_id for due in ranked}))
+            if self.db.is_postgres:
+                claims.lock_channels(
+                    session,
+                    sorted(
+                        c for c in channels if self._limited(channels[c]) and not in_flight.get(c)
+                    ),
+                )
+            verdicts: dict[int, Verdict] = {}
+            chosen: list[int] = []
+            taken: Counter[int] = Counter()
+            for due in ranked:
+                cid = due.channel_id
+                if cid not in verdicts:
+                    busy = in_flight.get(cid, 0)
+                    verdict = self._verdict(session, channels.get(cid), cid, busy, now)
+                    verdicts[cid] = replace(verdict, room=min(verdict.room, per_channel - busy))
+                if taken[cid] < verdicts[cid].room:
+                    taken[cid] += 1
+                    chosen.append(due.id)
+                    if len(chosen) == batch:
+                        break
+            leased_since = now - timedelta(seconds=self.lease_s)
+            rows = claims.lock_due(session, where, chosen, leased_since, self.db.is_postgres)
+            claims.mark_stale_claims_lost(session, [row.id for row in rows])
+            backlog = {due.channel_id: due.backlog for due in ranked}
+            by_channel: dict[int, list[DueRow]] = {}
             for row in rows:
-                claims.finish_dead(session, row, now, problem or "no notifier")
-            return [], len(rows)
+                by_channel.setdefault(row.channel_id, []).append(row)
+            dead: list[tuple[DueRow, str]] = []
+            planned: list[tuple[Channel, AnyNotifier, Message, list[DueRow]]] = []
+            for cid, members in by_channel.items():
+                verdict, channel = verdicts[cid], channels.get(cid)
+                if verdict.problem is not None or verdict.notifier is None or channel is None:
+                    dead += [(row, verdict.problem or "no notifier") for row in members]
+                    continue
+                planned += [
+                    (channel, verdict.notifier, message, group)
+                    for message, group in self._plan(
+                        channel, verdict.notifier, members, verdict.allowance, backlog[cid], dead
+                    )
+                ]
+            claims.finish_dead(session, [(row.id, reason) for row, reason in dead], now)
+            return self._open(session, planned, now), len(dead)
+
+    def _limited(self, channel: Channel) -> bool:
+        notifier = self.notifiers.get(channel.kind)
+        return notifier is not None and bool(notifier.policy.limits)
+
+    def _verdict(
+        self, session: Session, channel: Channel | None, channel_id: int, busy: int, now: datetime
+    ) -> Verdict:
+        problem, notifier = self._check_channel(channel, channel_id)
+        if problem is not None or notifier is None:
+            return Verdict(None, None, problem)
+        if not notifier.policy.limits:
+            return Verdict(notifier, None, None)
+        if busy:  # its last answers are not written yet: its budget and pause are unknown
+            return Verdict(notifier, 0, None, room=0)
         allowance = ratelimit.budget(session, channel_id, notifier.policy, now)
-        if allowance == 0:
-            return [], 0
-        limit = left if allowance is None else min(left, allowance * MAX_DIGEST_ITEMS)
-        rows = claims.due_rows(session, where, channel_id, limit, postgres)
-        claims.mark_stale_claims_lost(session, [r.id for r in rows])
-        singles: list[tuple[Notification, Message]] = []
-        dead = 0
+        return Verdict(notifier, allowance, None, room=(allowance or 0) * MAX_DIGEST_ITEMS)
+
+    def _plan(
+        self,
+        channel: Channel,
+        notifier: AnyNotifier,
+        rows: Sequence[DueRow],
+        allowance: int | None,
+        due: int,
+        dead: list[tuple[DueRow, str]],
+    ) -> list[tuple[Message, list[DueRow]]]:
+        """Render the rows and fit them into the robot's budget (digests when over it)."""
+        singles: list[tuple[DueRow, Message]] = []
         for row in rows:
             try:
                 singles.append((row, self._message(channel, row)))
             except Exception as exc:  # no template, broken context: never sendable
-                claims.finish_dead(session, row, now, f"cannot render: {exc}")
-                dead += 1
-        jobs = [
-            self._open(session, channel, notifier, planned.message, planned.rows, now)
-            for planned in plan(notifier, singles, allowance, self._merge, due)
-        ]
-        return jobs, dead
+                dead.append((row, f"cannot render: {exc}"))
+        return [(p.message, p.rows) for p in plan(notifier, singles, allowance, self._merge, due)]
 
     def _check_channel(
         self, channel: Channel | None, channel_id: int
@@ -262,7 +308,7 @@ class Dispatcher:
             return f"channel {channel_id}: {exc}", None
         return None, notifier
 
-    def _message(self, channel: Channel, row: Notification) -> Message:
+    def _message(self, channel: Channel, row: DueRow) -> Message:
         if channel.kind == "webhook":  # machine receivers get the event JSON itself
             link = blocker_link(self.base_url, row.blocker_id) if row.blocker_id else ""
             return Message(
@@ -283,124 +329,87 @@ class Dispatcher:
             delivery_id=row.delivery_id,
         )
 
-    def _merge(self, rows: Sequence[Notification]) -> Message:
+    def _merge(self, rows: Sequence[DueRow]) -> Message:
         return render_digest([(r.kind, r.context, r.mentions) for r in rows], self.base_url)
 
     def _open(
         self,
         session: Session,
-        channel: Channel,
-        notifier: AnyNotifier,
-        message: Message,
-        rows: Sequence[Notification],
+        planned: Sequence[tuple[Channel, AnyNotifier, Message, list[DueRow]]],
         now: datetime,
-    ) -> Job:
-        carrier = rows[0]
-        attempts = [
-            claims.open_attempt(
-                session,
-                row.id,
-                now,
-                None if row is carrier else f"{ratelimit.DIGEST_MEMBER}{carrier.id}",
-            )
+    ) -> list[Job]:
+        """One in-flight attempt per claimed row, all in one statement. The extra rows of a
+        digest are marked as its members, so the robot's budget counts the message once."""
+        claimed = [
+            (row.id, None if row is rows[0] else f"{ratelimit.DIGEST_MEMBER}{rows[0].id}")
+            for _, _, _, rows in planned
             for row in rows
         ]
-        session.flush()
-        return Job(
-            channel=channel,
-            notifier=notifier,
-            message=message,
-            claims=[Claim(row.id, attempt.id) for row, attempt in zip(rows, attempts, strict=True)],
-            claimed_at=now,
-        )
-
-    def _lease_nearly_over(self, job: Job) -> bool:
-        margin = timedelta(seconds=max(0.0, self.lease_s - self.timeout_s - 5.0))
-        return self.real_now() >= job.claimed_at + margin
-
-    # ------------------------------------------------------------------ send
-    def _send(self, job: Job) -> SendResult:
-        notifier = job.notifier
-        try:
-            if isinstance(notifier, DirectNotifier):
-                outcome = notifier.deliver(job.channel, job.message)
-                return SendResult(outcome, None, outcome.excerpt)
-            request = notifier.build(job.channel, job.message)
-        except ValueError as exc:
-            return SendResult(Outcome.permanent(f"cannot build the message: {exc}"))
-        except Exception as exc:
-            log.exception("notifier %s failed", notifier.kind)
-            return SendResult(Outcome.retry(f"internal error: {exc!r}"))
-        try:
-            response = self.http.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=self.timeout_s,
-                follow_redirects=False,
+        attempt_ids = iter(claims.open_attempts(session, claimed, now))
+        return [
+            Job(
+                channel=channel,
+                notifier=notifier,
+                message=message,
+                claims=[Claim(row.id, next(attempt_ids)) for row in rows],
+                claimed_at=now,
             )
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.retry(f"{type(exc).__name__}: {exc}"))
-        try:
-            outcome = notifier.interpret(response)
-        except Exception as exc:
-            outcome = Outcome.retry(f"cannot read the answer: {exc!r}")
-        return SendResult(outcome, response.status_code, response.text[: claims.EXCERPT_MAX])
+            for channel, notifier, message, rows in planned
+        ]
+
+    def _may_send(self, job: Job) -> bool:
+        margin = timedelta(seconds=max(0.0, self.lease_s - self.timeout_s - 5.0))
+        return not self._stopping and self.real_now() < job.claimed_at + margin
 
     # ------------------------------------------------------------------ record
-    def _record(self, job: Job, result: SendResult) -> None:
-        self._record_all([(job, result)])
+    def _record_all(self, reports: Reports) -> None:
+        """Record many sends in one transaction, with a few statements for the lot.
 
-    def _record_all(self, results: list[tuple[Job, SendResult]]) -> None:
-        """Record a round's attempts in one transaction (one write, not one per message)."""
-        if not results:
+        Unsent jobs (``None``) give their rows back: their in-flight attempts are dropped.
+        Delivered rows are marked ``sent`` by one statement; only rows that failed are
+        loaded (and locked, on PostgreSQL) to decide between ``failed`` and ``dead``."""
+        if not reports:
             return
         with self.db.unit_of_work() as session:
             now = self.real_now()
-            # Load (and on PostgreSQL lock) the round's rows in two statements, not two per row.
-            claimed = [claim for job, _ in results for claim in job.claims]
-            rows = select(Notification).where(
-                Notification.id.in_([c.notification_id for c in claimed])
+            claims.release(
+                session,
+                [c.attempt_id for job, result in reports if result is None for c in job.claims],
             )
-            list(session.exec(rows.with_for_update() if self.db.is_postgres else rows))
-            list(
-                session.exec(
-                    select(NotificationAttempt).where(
-                        NotificationAttempt.id.in_([c.attempt_id for c in claimed])
+            attempts, sent, failed = [], [], []
+            for job, result in reports:
+                if result is None:
+                    continue
+                outcome = result.outcome
+                error = None
+                if not outcome.ok:
+                    error = (ratelimit.THROTTLED if outcome.throttled else "") + outcome.reason
+                    error = error[: claims.ERROR_MAX]
+                carrier_id = job.claims[0].notification_id
+                for claim in job.claims:
+                    excerpt = result.excerpt
+                    if claim.notification_id != carrier_id:
+                        excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
+                    excerpt = (excerpt or None) and excerpt[: claims.EXCERPT_MAX]
+                    attempts.append(
+                        (claim.attempt_id, result.status_code, outcome.ok, excerpt, error)
                     )
-                )
-            )
-            for job, result in results:
-                self._record_in(session, job, result, now)
-
-    def _record_in(self, session: Session, job: Job, result: SendResult, now: datetime) -> None:
-        outcome = result.outcome
-        error = None
-        if not outcome.ok:
-            error = (ratelimit.THROTTLED if outcome.throttled else "") + outcome.reason
-        carrier_id = job.claims[0].notification_id
-        for claim in job.claims:
-            attempt = session.get(NotificationAttempt, claim.attempt_id)
-            if attempt is not None:
-                excerpt = result.excerpt
-                if claim.notification_id != carrier_id:
-                    excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
-                attempt.status_code = result.status_code
-                attempt.ok = outcome.ok
-                attempt.response_excerpt = (excerpt or None) and excerpt[: claims.EXCERPT_MAX]
-                attempt.error = error[: claims.ERROR_MAX] if error else None
-                session.add(attempt)
-            row = session.get(Notification, claim.notification_id)  # loaded and locked above
-            if row is not None:
-                self._settle(row, outcome, now)
-                session.add(row)
+                    if outcome.ok:
+                        sent.append(claim.notification_id)
+                    else:
+                        failed.append((claim.notification_id, outcome))
+            claims.complete_attempts(session, attempts)
+            claims.mark_sent(session, sent, now)
+            if failed:
+                rows = claims.lock_rows(session, [nid for nid, _ in failed], self.db.is_postgres)
+                for notification_id, outcome in failed:
+                    if (row := rows.get(notification_id)) is not None:
+                        self._settle(row, outcome, now)
+                        session.add(row)
 
     def _settle(self, row: Notification, outcome: Outcome, now: datetime) -> None:
+        """A send that did not deliver: ``failed`` with a backoff, or ``dead``."""
         row.attempts += 1
-        if outcome.ok:
-            row.status, row.sent_at, row.last_error = "sent", now, None
-            return
         if row.status == "sent":  # delivered by another claim meanwhile (lease ran out)
             return
         reason = outcome.reason[: claims.LAST_ERROR_MAX]

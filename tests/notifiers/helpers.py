@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlmodel import select
 
 from notifiers.dingtalk import DingTalkNotifier
@@ -63,7 +62,7 @@ def make_dispatcher(db: Database, clock: Clock, **kwargs: Any) -> Dispatcher:
     kwargs.setdefault("allowed_hosts", LOOPBACK)
     kwargs.setdefault("business_now", lambda: BUSINESS_NOW)
     kwargs.setdefault("notifiers", notifiers_on(clock))
-    kwargs.setdefault("http", httpx.Client(trust_env=False))
+    kwargs.setdefault("trust_env", False)  # each sending thread has its own client
     kwargs.setdefault("rng", random.Random(7))
     return Dispatcher(db, real_now=clock, **kwargs)
 
