@@ -206,6 +206,11 @@ class Workflow:
             auto_transitions=False,
             send_event=True,
         )
+        # The one branch of an action without `branches` (no effects or messages of its own).
+        self._plain = {
+            name: Branch(when={}, to=action.to, effects=[], notify=[])
+            for name, action in definition.actions.items()
+        }
         for name, action in definition.actions.items():
             branches = action.branches or [Branch(when={}, to=action.to)]
             for branch in branches:
@@ -230,7 +235,7 @@ class Workflow:
     def branch_for(self, action: str, payload: dict[str, Any]) -> Branch:
         spec = self.definition.actions[action]
         if not spec.branches:
-            return Branch(when={}, to=spec.to, effects=[], notify=[])
+            return self._plain[action]
         for branch in spec.branches:
             if all(payload.get(k) == v for k, v in branch.when.items()):
                 return branch
