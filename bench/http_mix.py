@@ -2,11 +2,16 @@
 
 Mix: create 10 %, assign 10 %, acknowledge 10 %, feedback 30 %, reads 40 %. First an
 open-loop run finds the maximum; then a paced run at 80 % of it reports p50/p99.
+
+The load generator shares the 2 cores with the server, so it is kept lean: one keep-alive
+`http.client` connection per thread (httpx costs several times more CPU per request).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import random
 import signal
@@ -15,10 +20,12 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import httpx
+import psycopg
 
-from bench.common import fresh_database, machine, percentile
+from bench.common import PG_ADMIN, fresh_database, machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -33,7 +40,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(url: str) -> tuple[subprocess.Popen, str]:
+def start_server(url: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -43,7 +50,7 @@ def start_server(url: str) -> tuple[subprocess.Popen, str]:
         "DUBAN_LOG_LEVEL": "warning",
     }
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/duban"), "serve", "--port", str(port)],
+        [str(ROOT / ".venv/bin/duban"), "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -98,18 +105,57 @@ def seed(base: str) -> None:
         ).raise_for_status()
 
 
+class Reply:
+    __slots__ = ("status_code", "body")
+
+    def __init__(self, status_code: int, body: bytes) -> None:
+        self.status_code, self.body = status_code, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 connection: the cheapest client the standard library has."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname, parts.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.headers = {**H, "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body=None) -> Reply:
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=data, headers=self.headers)
+                resp = self.conn.getresponse()
+                return Reply(resp.status, resp.read())
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.conn.close()  # the server closed an idle keep-alive; reconnect once
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post(self, path: str, json=None) -> Reply:
+        return self.request("POST", path, json)
+
+    def get(self, path: str, params=None) -> Reply:
+        return self.request("GET", f"{path}?{urlencode(params)}" if params else path)
+
+
 class Worker(threading.Thread):
     def __init__(
         self, base: str, stop: threading.Event, pace_s: float, latencies: list, errors: list
     ):
         super().__init__(daemon=True)
-        self.client = httpx.Client(base_url=base, headers=H, timeout=30)
+        self.client = Client(base)
         self.stop, self.pace_s, self.latencies, self.errors = stop, pace_s, latencies, errors
         self.collected: deque[int] = deque()
         self.assigned: deque[int] = deque()
         self.supervised: list[int] = []
 
-    def op(self) -> httpx.Response:
+    def op(self) -> Reply:
         r = random.random()
         if r < 0.1 or not self.collected:
             resp = self.client.post(
@@ -168,6 +214,45 @@ def load(
     return len(latencies) / (time.perf_counter() - start), latencies, len(errors)
 
 
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # gone
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(server_group: int, pg_database: str | None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the server's processes, its PostgreSQL backends, this client."""
+    server = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == server_group:
+                    server[int(entry.name)] = _cpu_of(int(entry.name))
+            except OSError:
+                continue
+    backends = {}
+    if pg_database:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (pg_database,)
+            ).fetchall()
+        backends = {pid: _cpu_of(pid) for (pid,) in rows}
+    return {"server": server, "postgres": backends, "client": {0: time.process_time()}}
+
+
+def cpu_per_request(before: dict, after: dict, requests: int) -> str:
+    parts = []
+    for role in ("server", "postgres", "client"):
+        if not after[role]:
+            continue
+        used = sum(t - before[role].get(pid, 0.0) for pid, t in after[role].items())
+        parts.append(f"{role} {used / max(requests, 1) * 1000:.1f}")
+    return "CPU ms/request: " + ", ".join(parts)
+
+
 def pct(values: list[float], q: int) -> float:
     """Percentile in milliseconds."""
     return percentile(values, q) * 1000
@@ -176,20 +261,30 @@ def pct(values: list[float], q: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=16, help="client threads")
+    parser.add_argument(
+        "--server-workers", type=int, default=1, help="`duban serve --workers` processes"
+    )
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args()
-    print(f"# REST mix ({machine()}; load generator on the same 2 cores)")
-    for kind in ("sqlite", "postgres"):
+    print(
+        f"# REST mix ({machine()}; load generator on the same 2 cores; "
+        f"{args.workers} client threads, {args.server_workers} server process(es))"
+    )
+    for kind in ("sqlite", "postgres") if args.db == "both" else (args.db,):
         with fresh_database(kind) as url:
-            proc, base = start_server(url)
+            proc, base = start_server(url, args.server_workers)
             try:
                 seed(base)
-                peak, _, errors = load(base, args.workers, args.seconds, None)
+                database = url.rsplit("/", 1)[-1] if kind == "postgres" else None
+                before = cpu_by_role(proc.pid, database)
+                peak, at_peak, errors = load(base, args.workers, args.seconds, None)
+                cpu = cpu_per_request(before, cpu_by_role(proc.pid, database), len(at_peak))
                 rate, lat, errors80 = load(base, args.workers, args.seconds, peak * 0.8)
                 print(
                     f"http_mix {kind:8s}: max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
                     f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-                    f"5xx {errors + errors80}"
+                    f"5xx {errors + errors80}; at max, {cpu}"
                 )
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
