@@ -72,7 +72,8 @@ class Recorder:
     def report(self, job: Job, result: SendResult | None) -> None:
         with self._cond:
             self._reports.append((job, result))
-            self._cond.notify_all()
+            if len(self._reports) in (1, self.max_batch):  # the writer waits for these two
+                self._cond.notify_all()
 
     # ------------------------------------------------------------------ the writer
     def _run(self) -> None:
