@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -44,6 +45,8 @@ def test_serve_with_two_workers_answers_from_two_processes(sqlite_url):
         text=True,
         start_new_session=True,
     )
+    watchdog = threading.Timer(90, proc.kill)  # a server that never comes up fails, not hangs
+    watchdog.start()
     try:
         started: set[str] = set()
         ready = 0
@@ -63,6 +66,7 @@ def test_serve_with_two_workers_answers_from_two_processes(sqlite_url):
             for _ in range(4):  # whichever worker answers sees the same database
                 assert c.get("/api/v1/units/wy").json()["code"] == "wy"
     finally:
+        watchdog.cancel()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
