@@ -73,7 +73,7 @@ class Dispatcher:
 
     ``business_now``: the workflow clock (office-hours holds of ``pending`` rows).
     ``real_now``: the wall clock for leases, backoff and rate limits (injectable for tests).
-    ``http``: one client for every sending thread (tests); by default each thread has its own.
+    ``http``: one client shared by every sending thread; by default each thread has its own.
     """
 
     def __init__(
