@@ -42,7 +42,7 @@ from notifiers.allowlist import check_url
 from notifiers.base import Message, Outcome
 from notifiers.claims import DueRow
 from notifiers.digest import MAX_DIGEST_ITEMS, plan
-from notifiers.recorder import Recorder, Reports
+from notifiers.recorder import Recorder, Reports, sort_reports
 from notifiers.registry import NOTIFIERS, AnyNotifier, notifier_for
 from notifiers.render import blocker_link, render, render_digest
 from notifiers.sender import Claim, Job, Sender, SendResult
@@ -370,34 +370,10 @@ class Dispatcher:
         loaded (and locked, on PostgreSQL) to decide between ``failed`` and ``dead``."""
         if not reports:
             return
+        unsent, attempts, sent, failed = sort_reports(reports)
         with self.db.unit_of_work() as session:
             now = self.real_now()
-            claims.release(
-                session,
-                [c.attempt_id for job, result in reports if result is None for c in job.claims],
-            )
-            attempts, sent, failed = [], [], []
-            for job, result in reports:
-                if result is None:
-                    continue
-                outcome = result.outcome
-                error = None
-                if not outcome.ok:
-                    error = (ratelimit.THROTTLED if outcome.throttled else "") + outcome.reason
-                    error = error[: claims.ERROR_MAX]
-                carrier_id = job.claims[0].notification_id
-                for claim in job.claims:
-                    excerpt = result.excerpt
-                    if claim.notification_id != carrier_id:
-                        excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
-                    excerpt = (excerpt or None) and excerpt[: claims.EXCERPT_MAX]
-                    attempts.append(
-                        (claim.attempt_id, result.status_code, outcome.ok, excerpt, error)
-                    )
-                    if outcome.ok:
-                        sent.append(claim.notification_id)
-                    else:
-                        failed.append((claim.notification_id, outcome))
+            claims.release(session, unsent)
             claims.complete_attempts(session, attempts)
             claims.mark_sent(session, sent, now)
             if failed:

@@ -17,11 +17,49 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from notifiers import ratelimit
+from notifiers.base import Outcome
+from notifiers.claims import ERROR_MAX, EXCERPT_MAX
 from notifiers.sender import Job, SendResult
 
 log = logging.getLogger(__name__)
 
 Reports = list[tuple[Job, SendResult | None]]
+AttemptOutcome = tuple[int, int | None, bool, str | None, str | None]
+
+
+def sort_reports(
+    reports: Reports,
+) -> tuple[list[int], list[AttemptOutcome], list[int], list[tuple[int, Outcome]]]:
+    """What to write for some sends: the attempt ids of unsent jobs (to give back), each
+    attempt's (id, status code, ok, response excerpt, error), the rows delivered, and the
+    rows that failed with their outcome. The extra rows of a digest say whose message
+    they went in."""
+    unsent: list[int] = []
+    attempts: list[AttemptOutcome] = []
+    sent: list[int] = []
+    failed: list[tuple[int, Outcome]] = []
+    for job, result in reports:
+        if result is None:
+            unsent += [claim.attempt_id for claim in job.claims]
+            continue
+        outcome = result.outcome
+        error = None
+        if not outcome.ok:
+            error = (ratelimit.THROTTLED if outcome.throttled else "") + outcome.reason
+            error = error[:ERROR_MAX]
+        carrier_id = job.claims[0].notification_id
+        for claim in job.claims:
+            excerpt = result.excerpt
+            if claim.notification_id != carrier_id:
+                excerpt = f"{ratelimit.DIGEST_MEMBER}{carrier_id}: {excerpt}"
+            excerpt = (excerpt or None) and excerpt[:EXCERPT_MAX]
+            attempts.append((claim.attempt_id, result.status_code, outcome.ok, excerpt, error))
+            if outcome.ok:
+                sent.append(claim.notification_id)
+            else:
+                failed.append((claim.notification_id, outcome))
+    return unsent, attempts, sent, failed
 
 
 class Recorder:
