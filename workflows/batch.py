@@ -88,20 +88,20 @@ def fire_batch(
     session: Session, ctx: EngineContext, rows: list[Row], now: datetime
 ) -> tuple[int, int]:
     """Fire the claimed timers that still apply; returns (fired, settled)."""
+    blockers = _lock_blockers(session, ctx, list(dict.fromkeys(r.blocker_id for r in rows)))
     first: dict[int, Row] = {}
     for row in rows:
+        if row.blocker_id not in blockers:
+            continue  # the blocker is held by another transaction: the next sweep
         if row.blocker_id in first:
             break  # the rest waits for the next round, so everything fires in due order
         first[row.blocker_id] = row
-    blockers = _lock_blockers(session, ctx, list(first))
 
     stale: list[int] = []
     one_by_one: list[int] = []
     chosen: list[tuple[Row, Any, Workflow, str]] = []
     for row in first.values():
-        blocker = blockers.get(row.blocker_id)
-        if blocker is None:
-            continue  # held by another transaction: the next sweep
+        blocker = blockers[row.blocker_id]
         if blocker.state != row.payload.get("state"):
             stale.append(row.id)
             continue
@@ -116,11 +116,12 @@ def fire_batch(
         break
 
     world = World(session, bulk=True)
-    world.preload(
-        project_ids={b.project_id for _, b, _, _ in chosen},
-        officer_ids={b.officer_id for _, b, _, _ in chosen if b.officer_id},
-        blocker_ids=[b.id for _, b, _, _ in chosen],
-    )
+    if chosen:
+        world.preload(
+            project_ids={b.project_id for _, b, _, _ in chosen},
+            officer_ids={b.officer_id for _, b, _, _ in chosen if b.officer_id},
+            blocker_ids=[b.id for _, b, _, _ in chosen],
+        )
     event_now = ctx.clock.now()
     after_of: dict[tuple[str, str, str], str] = {}
     steps: list[engine.Step] = []

@@ -781,3 +781,30 @@ def test_clock_set_back_an_hour_fires_nothing_twice_or_early(db_url, tmp_path):
         assert out.events[: len(first.events)] == first.events
         assert moved["fired"] == len(new) > 0 and all(e["due_at"] > t for e in new)
         assert all(e["at"] == e["due_at"] for e in out.events)
+
+
+def test_a_blocker_held_by_a_transaction_does_not_hold_up_the_others(pg_url):
+    """The first due timers belong to a blocker that an API transaction has locked: the sweep
+    skips that blocker (SKIP LOCKED) and fires everyone else's, then its own once freed."""
+    db = Database(pg_url)
+    ctx = make_ctx(db, local(2026, 3, 1, 9))
+    seed_blockers(db, ctx, seed_world(db), backlog_plan(ctx, db, 40))
+    now = local(2026, 4, 13, 12)
+    due = outcome(db, now).pending_due()
+    first = min(due, key=lambda t: (t["due_at"], t["id"]))["blocker_id"]
+    assert sum(1 for t in due if t["blocker_id"] == first) >= 2  # it heads the claim twice
+    holder = psycopg.connect(pg_dsn(pg_url))
+    try:
+        holder.execute("SELECT id FROM blockers WHERE id = %s FOR UPDATE", (first,))
+        fired, _ = sweep_once(db, ctx, now=now)
+        left = outcome(db, now).pending_due()
+        assert fired > 100
+        assert left and {t["blocker_id"] for t in left} == {first}, left
+    finally:
+        holder.rollback()
+        holder.close()
+    fired_after, _ = sweep_once(db, ctx, now=now)
+    assert fired_after >= 1
+    out = outcome(db, now)
+    assert out.pending_due() == [] and out.faults() == []
+    db.dispose()
