@@ -209,6 +209,7 @@ class Dispatcher:
         per_channel = per_channel or batch
         business_now = self.business_now()
         with self.db.unit_of_work() as session:
+            claims.plan_for_the_values(session)
             now = self.real_now()
             where = claims.due_filter(business_now, now, self.lease_s)
             # Rows over a channel's room are passed over: ask for as many more as could be.
@@ -372,6 +373,7 @@ class Dispatcher:
             return
         unsent, attempts, sent, failed = sort_reports(reports)
         with self.db.unit_of_work() as session:
+            claims.plan_for_the_values(session)
             now = self.real_now()
             claims.release(session, unsent)
             claims.complete_attempts(session, attempts)
