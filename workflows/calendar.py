@@ -91,6 +91,9 @@ class WorkingDayCalendar:
             if stray:
                 raise ValueError(f"override for {year} contains dates of other years: {stray}")
         self._cache: dict[int, tuple[int, ...]] = {}
+        # Results other modules derive from this calendar alone (e.g. a timer's due moment
+        # from the moment a state was entered); they live and die with this calendar.
+        self.memo: dict[tuple, object] = {}
 
     def with_override(self, year: int, override: YearOverride | None) -> WorkingDayCalendar:
         """Return a new calendar with ``override`` for ``year`` (``None`` removes it)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, update
@@ -20,6 +19,7 @@ from workflows.calendar import WorkingDayCalendar
 from workflows.definition import Definition, TimerSpec
 
 log = logging.getLogger("duban.timers")
+MEMO_MAX = 4096
 
 
 def _at(cal: WorkingDayCalendar, day, at: str) -> datetime:
@@ -50,11 +50,15 @@ def due_at_for(
     return _after_entering(cal, spec.working_days or 0, spec.at, repeat, base, step)
 
 
-@lru_cache(maxsize=4096)
 def _after_entering(
     cal: WorkingDayCalendar, days: int, at: str, repeat: int | None, base: datetime, step: int
 ) -> datetime:
-    # Memoised: a sweep batch plans the same step from the same moment for many blockers.
+    # Memoised on the calendar: a sweep batch plans the same step from the same moment for
+    # many blockers. Bounded, and gone with the calendar when the store reloads it.
+    key = ("after_entering", days, at, repeat, base, step)
+    found = cal.memo.get(key)
+    if isinstance(found, datetime):
+        return found
     start = cal.local_date(base)
     first = cal.add_working_days(start, days)
     if _at(cal, first, at) <= base:
@@ -64,7 +68,10 @@ def _after_entering(
         # Later steps count from the first step's day, so a 0-day first step that moved to
         # the next working day (after hours, weekend) never falls due together with step 2.
         first = cal.add_working_days(first, repeat * (step - 1))
-    return _at(cal, first, at)
+    due = _at(cal, first, at)
+    if len(cal.memo) < MEMO_MAX:
+        cal.memo[key] = due
+    return due
 
 
 def plan_state_timers(

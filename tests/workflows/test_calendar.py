@@ -266,3 +266,26 @@ def test_add_working_days_is_fast(cal):
         for s in starts:
             cal.add_working_days(s, 400)
     assert _time.perf_counter() - t0 < 2.0
+
+
+def test_timer_due_memo_is_bounded_and_lives_on_its_calendar():
+    """The sweep memoises due moments on the calendar object, bounded: a long-running
+    service that plans timers from ever new moments does not grow, and a fresh calendar
+    (as the store reloads it) computes the same answers."""
+    from workflows import timers
+    from workflows.definition import load_all
+
+    spec = next(
+        t
+        for t in load_all()["blocker"].definition.states["supervised"].timers
+        if t.kind == "feedback_due"
+    )
+    cal = WorkingDayCalendar()
+    start = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    bases = [start + timedelta(minutes=7 * i) for i in range(timers.MEMO_MAX + 500)]
+    memoised = [timers.due_at_for(spec, cal, None, base, 2) for base in bases]
+    assert len(cal.memo) == timers.MEMO_MAX
+    fresh = WorkingDayCalendar()
+    assert [timers.due_at_for(spec, fresh, None, b, 2) for b in bases[::97]] == memoised[::97]
+    # Served from the memo the second time, and still right.
+    assert timers.due_at_for(spec, cal, None, bases[0], 2) == memoised[0]
