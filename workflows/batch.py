@@ -117,11 +117,7 @@ def fire_batch(
 
     world = World(session, bulk=True)
     if chosen:
-        world.preload(
-            project_ids={b.project_id for _, b, _, _ in chosen},
-            officer_ids={b.officer_id for _, b, _, _ in chosen if b.officer_id},
-            blocker_ids=[b.id for _, b, _, _ in chosen],
-        )
+        world.preload([b for _, b, _, _ in chosen])
     event_now = ctx.clock.now()
     after_of: dict[tuple[str, str, str], str] = {}
     steps: list[engine.Step] = []

@@ -49,25 +49,28 @@ class World:
 
     # ----------------------------------------------------------------- preloading (batches)
 
-    def preload(
-        self, *, project_ids: Iterable[int], officer_ids: Iterable[int], blocker_ids: list[int]
-    ) -> None:
-        """Read what a batch will need in a few set-wise queries instead of per blocker."""
-        session = self.session
-        self._rows[Unit].update((u.id, u) for u in session.exec(select(Unit)))
-        for ids, model in ((set(project_ids), Project), (set(officer_ids) - {None}, Officer)):
-            for chunk in chunks(sorted(ids)):
-                found = session.exec(select(model).where(model.id.in_(chunk)))
-                self._rows[model].update((row.id, row) for row in found)
+    def preload(self, blockers: list[Any]) -> None:
+        """Read what a batch of blockers will need in a few set-wise queries, not per blocker:
+        their projects, officers and home units, and the escalation steps already taken."""
+        self._load(Project, {b.project_id for b in blockers})
+        self._load(Officer, {b.officer_id for b in blockers if b.officer_id})
+        counties = {p.county_unit_id for p in self._rows[Project].values() if p is not None}
+        self._load(Unit, {b.unit_id for b in blockers if b.unit_id} | counties)
+        blocker_ids = [b.id for b in blockers]
         self._escalated = set()
         for chunk in chunks(blocker_ids):
             self._escalated.update(
-                session.exec(
+                self.session.exec(
                     select(Escalation.blocker_id, Escalation.step).where(
                         Escalation.blocker_id.in_(chunk)
                     )
                 ).all()
             )
+
+    def _load(self, model: type[SQLModel], ids: set[int]) -> None:
+        for chunk in chunks(sorted(i for i in ids if i is not None)):
+            found = self.session.exec(select(model).where(model.id.in_(chunk)))
+            self._rows[model].update((row.id, row) for row in found)
 
     # ----------------------------------------------------------------------------- reads
 
