@@ -1,9 +1,11 @@
-"""Background work in the serve process: APScheduler ticks the timer sweep."""
+"""Background work in the serve process: APScheduler ticks the timer sweep, and wakes it
+at the next due moment when that comes before the next tick."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
@@ -11,8 +13,10 @@ from fastapi import FastAPI
 from notifiers.dispatcher import Dispatcher
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.sweep import sweep_once
+from workflows.timers import next_due
 
 log = logging.getLogger("duban.jobs")
+WAKE_JOB = "sweep-at-next-due"
 
 
 class Jobs:
@@ -41,10 +45,32 @@ class Jobs:
                 self.app.state.metrics.timers_fired.inc(fired)
             with db.unit_of_work() as session:
                 enqueue_daily_digests(session, ctx)
+            if lock is None:
+                self.wake_at_next_due()
         except Exception:
             log.exception("timer sweep failed; it will run again")
         finally:
             self._sweep_lock.release()
+
+    def wake_at_next_due(self) -> None:
+        """Sweep again the moment the next timer falls due, if that is before the next tick.
+
+        The tick stays the floor (a timer planned meanwhile waits at most one interval);
+        this takes the average half interval off every deadline's escalation. System clock
+        only: the simulation clock fires what falls due as it is moved."""
+        ctx, db = self.app.state.ctx, self.app.state.db
+        interval = timedelta(seconds=self.app.state.settings.sweep_interval_s)
+        with db.unit_of_work(readonly=True) as session:
+            due = next_due(session, until=ctx.clock.now() + interval)
+        if due is not None:
+            self.scheduler.add_job(
+                self.sweep,
+                "date",
+                run_date=due,
+                id=WAKE_JOB,
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
 
     def start(self) -> None:
         settings = self.app.state.settings
