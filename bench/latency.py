@@ -21,40 +21,18 @@ from sqlalchemy import text
 
 from bench.common import fresh_database, machine, percentile
 from bench.deliveries import SECRET, _accepted, _serve
-from bench.http_mix import H, start_server
+from bench.http_mix import H, seed, start_server
 from service.db import Database
 
 N = 200
 
 
 def _setup(base: str, hook_url: str) -> list[int]:
+    seed(base)  # the city, its general taskforce, a county and project P, as http_mix has them
     with httpx.Client(base_url=base, headers=H, timeout=30) as c:
-        for body in (
-            {
-                "code": "xx",
-                "name": "市",
-                "level": "city",
-                "kind": "government",
-                "tags": ["city_government"],
-            },
-            {
-                "code": "zb",
-                "name": "综合专班",
-                "level": "city",
-                "kind": "taskforce",
-                "parent": "xx",
-                "tags": ["general_taskforce"],
-            },
-            {"code": "wy", "name": "县", "level": "county", "kind": "government", "parent": "xx"},
-        ):
-            c.post("/api/v1/units", json=body).raise_for_status()
         c.post(
             "/api/v1/channels",
             json={"unit": "zb", "kind": "webhook", "url": hook_url, "secret": SECRET},
-        ).raise_for_status()
-        c.post(
-            "/api/v1/projects",
-            json={"code": "P", "name": "项目", "category": "省市重点", "county": "wy"},
         ).raise_for_status()
         ids = []
         for _ in range(N):

@@ -86,8 +86,9 @@ def _lock_blockers(session: Session, ctx: EngineContext, ids: list[int]) -> dict
 
 def fire_batch(
     session: Session, ctx: EngineContext, rows: list[Row], now: datetime
-) -> tuple[int, int]:
-    """Fire the claimed timers that still apply; returns (fired, settled)."""
+) -> tuple[int, int, list[int]]:
+    """Fire the claimed timers that still apply set-wise; returns (fired, settled, alone):
+    `alone` is a timer that must go through the gate on its own, next (at most one)."""
     blockers = _lock_blockers(session, ctx, list(dict.fromkeys(r.blocker_id for r in rows)))
     first: dict[int, Row] = {}
     for row in rows:
@@ -110,7 +111,7 @@ def fire_batch(
         if set_safe(workflow, action, blocker.state):
             chosen.append((row, blocker, workflow, action))
             continue
-        # Through the gate on its own, in due order: alone if first, else in the next round.
+        # Through the gate on its own, in due order: next if first, else in the next round.
         if not chosen:
             one_by_one.append(row.id)
         break
@@ -144,20 +145,7 @@ def fire_batch(
     _set_status(session, fired_ids, status="fired", fired_at=now)
     _set_status(session, stale, status="cancelled")
     _write(session, ctx, world, steps)
-
-    fired, settled = len(fired_ids), len(fired_ids) + len(stale)
-    if one_by_one:
-        from workflows.sweep import fire_timer  # the gate, one timer at a time
-
-        for timer_id in one_by_one:
-            timer = session.get(Timer, timer_id)
-            assert timer is not None
-            if fire_timer(session, ctx, timer, now):
-                fired += 1
-            if timer.status != "pending":
-                settled += 1
-    session.flush()
-    return fired, settled
+    return len(fired_ids), len(fired_ids) + len(stale), one_by_one
 
 
 def _write(session: Session, ctx: EngineContext, world: World, steps: list[engine.Step]) -> None:

@@ -92,6 +92,19 @@ def fire_timer(
     return True
 
 
+def _one_by_one(
+    session: Session, ctx: EngineContext, timers: list, now: datetime, *, naive: bool = False
+) -> tuple[int, int]:
+    """Each timer through the gate on its own; returns (fired, settled)."""
+    fired = settled = 0
+    for timer in timers:
+        if fire_timer(session, ctx, timer, now, naive=naive):
+            fired += 1
+        if timer.status != "pending":
+            settled += 1
+    return fired, settled
+
+
 _ANYTHING_DUE = "SELECT 1 FROM timers WHERE status = 'pending' AND due_at <= {param} LIMIT 1"
 
 
@@ -136,16 +149,13 @@ def sweep_once(
         with db.unit_of_work() as session:
             if naive or not SET_WISE:
                 timers: list = claim_due(session, ctx, now, batch, naive=naive)
-                progressed = 0
-                for timer in timers:
-                    if fire_timer(session, ctx, timer, now, naive=naive):
-                        fired += 1
-                    if timer.status != "pending":
-                        progressed += 1
+                count, progressed = _one_by_one(session, ctx, timers, now, naive=naive)
             else:
                 timers = claim_rows(session, ctx, now, batch)
-                count, progressed = fire_batch(session, ctx, timers, now)
-                fired += count
+                count, progressed, alone = fire_batch(session, ctx, timers, now)
+                more = _one_by_one(session, ctx, [session.get(Timer, i) for i in alone], now)
+                count, progressed = count + more[0], progressed + more[1]
+            fired += count
         settled += progressed
         # A short batch is not the end when it made progress: firing may have planned the
         # next step of a repeating timer that is due already (after downtime); claim again.
