@@ -9,30 +9,28 @@ Two runs per database, both with the production loop (``Dispatcher.run_forever``
   running service); the lag of each row is the time from its commit to the receiver
   accepting it, so it measures the dispatcher, not a queue built up on purpose.
 
-The receiver runs in its own process, as a real one would, and checks every signature.
+The receiver (:mod:`bench.receiver`) runs in its own process, as a real one would, and
+checks every signature.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import multiprocessing
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 from sqlalchemy import insert, text
 
+from bench import receiver
 from bench.common import fresh_database, machine, percentile
 from notifiers.dispatcher import Dispatcher
 from service.db import Database
 from service.models import Channel, Notification, Unit
 
-SECRET = "bench-secret"
+SECRET = receiver.SECRET
 CHANNELS = 50
 SENDERS = 24  # sending threads of the dispatcher
 RATE = 500  # rows/s written by the steady producer
@@ -40,63 +38,8 @@ STEADY_S = 20.0
 TICK_S = 0.05
 
 
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.accepted: dict[str, tuple[float, int | None]] = {}  # delivery -> (at, blocker)
-        self.lags: list[float] = []  # accepted - committed, for rows that carry "committed"
-        self.lock = threading.Lock()
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Without this the 2-byte body waits for the ACK of the headers: Nagle on our side,
-    # delayed ACK on the client's, 40 ms on every answer of a "20 ms" receiver.
-    disable_nagle_algorithm = True
-
-    def do_GET(self):  # noqa: N802
-        with self.server.lock:
-            if self.path == "/count":
-                body = str(len(self.server.accepted)).encode()
-            elif self.path == "/lags":
-                body = json.dumps(self.server.lags).encode()
-            else:
-                body = json.dumps(self.server.accepted).encode()
-        self._answer(200, body)
-
-    def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        time.sleep(0.02)
-        ok = hmac.compare_digest(expected, self.headers.get("X-Duban-Signature", ""))
-        if ok:
-            at, context = time.time(), json.loads(body)
-            with self.server.lock:
-                self.server.accepted[self.headers["X-Duban-Delivery"]] = (
-                    at,
-                    context.get("blocker_id"),
-                )
-                if "committed" in context:
-                    self.server.lags.append(at - context["committed"])
-        self._answer(200 if ok else 401, b"ok")
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def _serve(port_queue) -> None:
-    receiver = Receiver()
-    port_queue.put(receiver.server_address[1])
-    receiver.serve_forever()
+    receiver.serve(port_queue)
 
 
 def _write(db: Database, channel_ids: list[int], first: int, count: int) -> None:
@@ -163,9 +106,10 @@ def _setup(db: Database, url: str) -> list[int]:
         return [c.id for c in chans]
 
 
-def _dispatch(db: Database, base: str, expect: int, producer=None) -> tuple[float, float]:
+def _dispatch(db: Database, base: str, expect: int, producer=None) -> tuple[float, float, float]:
     """Run the dispatcher loop until the receiver has ``expect`` deliveries; the seconds
-    taken and the CPU seconds this process (the dispatcher's) used meanwhile."""
+    taken and the CPU seconds this process (the dispatcher's) and the receiver used
+    meanwhile."""
     dispatcher = Dispatcher(
         db,
         allowed_hosts=frozenset({"127.0.0.1"}),
@@ -177,21 +121,24 @@ def _dispatch(db: Database, base: str, expect: int, producer=None) -> tuple[floa
     loop.start()
     if producer is not None:
         time.sleep(1.0)  # a running service: the dispatcher is already polling when rows come
+    poll = httpx.Client()  # one client: a new one per poll costs an SSL context
+    receiver_cpu = float(poll.get(f"{base}/cpu").text)
     start, cpu = time.perf_counter(), time.process_time()
     try:
         if producer is not None:
             producer.start()
-        with httpx.Client() as poll:  # one client: a new one per poll costs an SSL context
-            while _count(base, poll) < expect and time.perf_counter() - start < 300:
-                time.sleep(0.1)
+        while _count(base, poll) < expect and time.perf_counter() - start < 300:
+            time.sleep(0.1)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        receiver_cpu = float(poll.get(f"{base}/cpu").text) - receiver_cpu
     finally:
         stop.set()
         loop.join()
         dispatcher.close()
+        poll.close()
         if producer is not None:
             producer.join()
-    return elapsed, cpu
+    return elapsed, cpu, receiver_cpu
 
 
 def run(kind: str, total: int = 5000) -> list[str]:
@@ -214,7 +161,7 @@ def run(kind: str, total: int = 5000) -> list[str]:
             else:
                 expect = int(RATE * STEADY_S)
                 producer = multiprocessing.Process(target=_produce, args=(db_url, ids, expect))
-            elapsed, cpu = _dispatch(db, base, expect, producer)
+            elapsed, cpu, receiver_cpu = _dispatch(db, base, expect, producer)
             db.dispose()
         accepted = _count(base)
         lags = sorted(httpx.get(f"{base}/lags", timeout=30).json())
@@ -222,7 +169,8 @@ def run(kind: str, total: int = 5000) -> list[str]:
         line = (
             f"deliveries {kind:8s} {mode:7s}: {accepted}/{expect} in {elapsed:.1f} s = "
             f"{accepted / elapsed:.0f}/s across {CHANNELS} channels (receiver 20 ms), "
-            f"dispatcher CPU {cpu / max(1, accepted) * 1000:.2f} ms/delivery"
+            f"CPU per delivery: dispatcher {cpu / max(1, accepted) * 1000:.2f} ms, "
+            f"receiver {receiver_cpu / max(1, accepted) * 1000:.2f} ms"
         )
         if mode == "steady":
             line += (
