@@ -13,6 +13,7 @@ from notifiers.claims import LOST
 from notifiers.dispatcher import requeue
 from notifiers.ratelimit import IN_FLIGHT
 from service.models import Channel, Notification
+from tests.notifiers.fakes import WebhookReceiver
 from tests.notifiers.helpers import (
     BUSINESS_NOW,
     attempts,
@@ -254,3 +255,26 @@ def test_run_forever_delivers_and_stops(db, clock, receiver, hook):
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert all(r.status == "sent" for r in rows(db, ids))
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_a_proxy_from_the_environment_is_used_when_trust_env(
+    db, clock, receiver, hook, monkeypatch, proxied
+):
+    """Government intranets reach the platforms through an HTTP proxy: with ``trust_env``
+    and ``HTTP_PROXY`` set, the message goes to the proxy (which here accepts it itself);
+    without, straight to the receiver on the sender's own transport."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    with WebhookReceiver("hook-secret", clock=clock.time) as proxy:
+        if proxied:
+            monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        (nid,) = create_notifications(db, hook, 1, kind="webhook")
+        with make_dispatcher(db, clock, trust_env=True) as dispatcher:
+            assert dispatcher.dispatch_once() == 1
+        (row,) = rows(db, [nid])
+        assert row.status == "sent"
+        via, direct = (proxy, receiver) if proxied else (receiver, proxy)
+        assert via.deliveries == [row.delivery_id]
+        assert direct.hits == 0
