@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import deliveries, gate, http_mix, latency, startup, timers_scale
+from bench import deliveries, gate, http_mix, latency, outbox_history, startup, timers_scale
 
 if __name__ == "__main__":
     startup.main()
@@ -12,6 +12,8 @@ if __name__ == "__main__":
     http_mix.main()
     deliveries.main()
     latency.main()
+    sys.argv = ["outbox_history", "--n", "200000"]  # full size: python -m bench.outbox_history
+    outbox_history.main()
     # The full-size timer bench (1,000,000 blockers, 100,000 deadlines) takes most of an
     # hour here; `make bench` runs it smaller. Full size: python -m bench.timers_scale
     sys.argv = ["timers_scale", "--n", "100000", "--burst", "5000", "--jobs", "10000"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from service.models.types import UTCDateTime, utcnow
@@ -12,6 +12,8 @@ from service.models.types import UTCDateTime, utcnow
 
 class NotificationAttempt(SQLModel, table=True):
     __tablename__ = "notification_attempts"
+    # Rate budgets and "too fast" pauses look at the last minutes' attempts only.
+    __table_args__ = (Index("ix_notification_attempts_at", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     notification_id: int = Field(foreign_key="notifications.id", index=True)

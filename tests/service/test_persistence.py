@@ -31,6 +31,30 @@ def test_upgrade_head_matches_models_and_downgrade_base_works(db_url):
         db.dispose()
 
 
+def test_each_migration_step_downgrades_and_upgrades_again(db_url):
+    """A deployed 0001 database upgrades in place: step back one revision at a time and
+    forward again; the outbox history indexes come and go with 0002."""
+
+    def indexes() -> set[str]:
+        inspector = inspect(db.write_engine)
+        return {
+            index["name"]
+            for table in ("notifications", "notification_attempts")
+            for index in inspector.get_indexes(table)
+        }
+
+    db = Database(db_url)
+    try:
+        assert {"ix_notifications_channel", "ix_notification_attempts_at"} <= indexes()
+        migrations.downgrade(db_url, "0001")
+        assert not {"ix_notifications_channel", "ix_notification_attempts_at"} & indexes()
+        assert "ix_notification_attempts_notification_id" in indexes()
+        migrations.upgrade(db_url)
+        assert {"ix_notifications_channel", "ix_notification_attempts_at"} <= indexes()
+    finally:
+        db.dispose()
+
+
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(sqlite_url):
     db = Database(sqlite_url)
     with db.write_engine.connect() as connection:
