@@ -197,13 +197,13 @@ class Worker(threading.Thread):
 
 
 def load(
-    base: str, workers: int, seconds: float, rate: float | None
+    base: str, workers: int, seconds: float, rate: float | None, kind: type[Worker] | None = None
 ) -> tuple[float, list[float], int]:
     stop = threading.Event()
     latencies: list[float] = []
     errors: list[int] = []
     pace = (workers / rate) if rate else 0.0
-    pool = [Worker(base, stop, pace, latencies, errors) for _ in range(workers)]
+    pool = [(kind or Worker)(base, stop, pace, latencies, errors) for _ in range(workers)]
     start = time.perf_counter()
     for w in pool:
         w.start()

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import sys
 
-from bench import deliveries, gate, http_mix, latency, outbox_history, startup, timers_scale
+from bench import (
+    ceiling,
+    deliveries,
+    gate,
+    http_mix,
+    latency,
+    outbox_history,
+    startup,
+    timers_scale,
+)
 
 if __name__ == "__main__":
     startup.main()
     gate.main()
     http_mix.main()
+    sys.argv = ["ceiling"]
+    ceiling.main()
     deliveries.main()
     latency.main()
     sys.argv = ["outbox_history", "--n", "200000"]  # full size: python -m bench.outbox_history

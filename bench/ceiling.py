@@ -1,0 +1,113 @@
+"""What this machine serves at all: the REST mix's load generator against a FastAPI app
+that does nothing, on the same server stack as `duban serve` (uvicorn, uvloop, httptools,
+no access log), one process.
+
+The app has no database, no authentication and no middleware: a POST validates a small
+JSON body with pydantic and answers 201 with it, a GET answers a small JSON object. Same
+16 client threads, same keep-alive `http.client` connections, same 60 % POST / 40 % GET
+split as `bench.http_mix`. Whatever this reaches is an upper bound for any endpoint of
+duban on this box: the figure to hold the 1,000 actions/s target of issue 6 against.
+
+    python -m bench.ceiling [--seconds 15] [--workers 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import time
+
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from bench.common import machine
+from bench.http_mix import (
+    ROOT,
+    Reply,
+    Worker,
+    _free_port,
+    cpu_by_role,
+    cpu_per_request,
+    load,
+    pct,
+)
+
+
+class Body(BaseModel):
+    project: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    category: str = Field(max_length=32)
+
+
+app = FastAPI()
+
+
+@app.post("/echo", status_code=201)
+def echo(body: Body) -> Body:
+    return body
+
+
+@app.get("/ping")
+def ping() -> dict[str, object]:
+    return {"id": 1, "state": "supervised", "title": "压测问题"}
+
+
+class BareWorker(Worker):
+    def op(self) -> Reply:
+        if random.random() < 0.6:
+            body = {"project": "P", "title": "压测问题", "category": "用地"}
+            return self.client.post("/echo", json=body)
+        return self.client.get("/ping")
+
+
+def start(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/python"), "-m", "uvicorn", "bench.ceiling:app",
+            "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("bare app did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--workers", type=int, default=16, help="client threads")
+    args = parser.parse_args()
+    print(f"# ceiling: a FastAPI app that does nothing ({machine()}; {args.workers} clients)")
+    port = _free_port()
+    proc = start(port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        before = cpu_by_role(proc.pid, None)
+        peak, at_peak, errors = load(base, args.workers, args.seconds, None, BareWorker)
+        cpu = cpu_per_request(before, cpu_by_role(proc.pid, None), len(at_peak))
+        rate, lat, errors80 = load(base, args.workers, args.seconds, peak * 0.8, BareWorker)
+        print(
+            f"ceiling: max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
+            f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
+            f"5xx {errors + errors80}; at max, {cpu}"
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
