@@ -25,16 +25,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from bench.common import machine
-from bench.http_mix import (
-    ROOT,
-    Reply,
-    Worker,
-    _free_port,
-    cpu_by_role,
-    cpu_per_request,
-    load,
-    pct,
-)
+from bench.http_mix import ROOT, Reply, Worker, _free_port, measure
 
 
 class Body(BaseModel):
@@ -95,15 +86,7 @@ def main() -> None:
     proc = start(port)
     base = f"http://127.0.0.1:{port}"
     try:
-        before = cpu_by_role(proc.pid, None)
-        peak, at_peak, errors = load(base, args.workers, args.seconds, None, BareWorker)
-        cpu = cpu_per_request(before, cpu_by_role(proc.pid, None), len(at_peak))
-        rate, lat, errors80 = load(base, args.workers, args.seconds, peak * 0.8, BareWorker)
-        print(
-            f"ceiling: max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
-            f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-            f"5xx {errors + errors80}; at max, {cpu}"
-        )
+        print(f"ceiling: {measure(base, proc.pid, None, args.workers, args.seconds, BareWorker)}")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

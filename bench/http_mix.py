@@ -258,6 +258,26 @@ def pct(values: list[float], q: int) -> float:
     return percentile(values, q) * 1000
 
 
+def measure(
+    base: str,
+    server_group: int,
+    database: str | None,
+    workers: int,
+    seconds: float,
+    kind: type[Worker] | None = None,
+) -> str:
+    """Find the maximum open-loop, then run paced at 80 % of it; the figures as one line."""
+    before = cpu_by_role(server_group, database)
+    peak, at_peak, errors = load(base, workers, seconds, None, kind)
+    cpu = cpu_per_request(before, cpu_by_role(server_group, database), len(at_peak))
+    rate, lat, errors80 = load(base, workers, seconds, peak * 0.8, kind)
+    return (
+        f"max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
+        f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
+        f"5xx {errors + errors80}; at max, {cpu}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
@@ -277,15 +297,8 @@ def main() -> None:
             try:
                 seed(base)
                 database = url.rsplit("/", 1)[-1] if kind == "postgres" else None
-                before = cpu_by_role(proc.pid, database)
-                peak, at_peak, errors = load(base, args.workers, args.seconds, None)
-                cpu = cpu_per_request(before, cpu_by_role(proc.pid, database), len(at_peak))
-                rate, lat, errors80 = load(base, args.workers, args.seconds, peak * 0.8)
-                print(
-                    f"http_mix {kind:8s}: max {peak:.0f} req/s; at 80 % ({peak * 0.8:.0f} req/s offered) "
-                    f"{rate:.0f} req/s, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-                    f"5xx {errors + errors80}; at max, {cpu}"
-                )
+                figures = measure(base, proc.pid, database, args.workers, args.seconds)
+                print(f"http_mix {kind:8s}: {figures}")
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
