@@ -46,11 +46,21 @@ def _converters(table: Table, columns: Sequence[str], sqlite: bool) -> list[Call
 
 
 def _params(rows: Sequence[dict[str, Any]], columns: Sequence[str], convert) -> list[tuple]:
-    pairs = list(zip(columns, convert, strict=True))
-    return [
-        tuple(row[c] if f is None or row[c] is None else f(row[c]) for c, f in pairs)
-        for row in rows
-    ]
+    """The driver's parameter tuples, converted a column at a time (a batch's rows share
+    most of their instants: each distinct one is converted once)."""
+    values = []
+    for name, f in zip(columns, convert, strict=True):
+        column = [row[name] for row in rows]
+        if f is _sqlite_instant:
+            seen: dict[datetime, str] = {}
+            column = [
+                None if v is None else seen[v] if v in seen else seen.setdefault(v, f(v))
+                for v in column
+            ]
+        elif f is not None:
+            column = [None if v is None else f(v) for v in column]
+        values.append(column)
+    return list(zip(*values, strict=True))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
