@@ -18,7 +18,8 @@ Three steps, each in its own place:
 
 :meth:`Dispatcher.dispatch_once` runs the three in turn, for one round. :meth:`run_forever`
 pipelines them: the next claim is made while the last one is on the wire, and outcomes are
-written in batches by a :class:`notifiers.recorder.Recorder` thread.
+written in batches by a :class:`notifiers.recorder.Recorder` thread. Idle, it polls, and
+wakes early when this process commits outbox rows (``Database.outbox_bell``).
 
 Delivery is at least once: a crash between 2 and 3 leaves the lease to expire, and the
 row goes out again with the same delivery id.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,23 +41,24 @@ from sqlmodel import Session
 
 from notifiers import claims, ratelimit
 from notifiers.allowlist import check_url
-from notifiers.base import Message, Outcome
+from notifiers.base import Message
 from notifiers.claims import DueRow
 from notifiers.digest import MAX_DIGEST_ITEMS, plan
 from notifiers.recorder import Recorder, Reports, sort_reports
 from notifiers.registry import NOTIFIERS, AnyNotifier, notifier_for
 from notifiers.render import blocker_link, render, render_digest
+from notifiers.retries import RetryPolicy
 from notifiers.sender import Claim, Job, Sender, SendResult
 from service.db import Database
-from service.models import Channel, Notification
+from service.models import Channel
 from service.models.types import utcnow
 
 log = logging.getLogger(__name__)
 
 requeue = claims.requeue
 
-MAX_RETRY_AFTER_S = 86_400.0
 UNBOUNDED = 1 << 30
+IDLE_SLICE_S = 0.05  # how soon an idle dispatcher notices that it is being stopped
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,12 @@ class Dispatcher:
         self.base_url = base_url.rstrip("/")
         self.business_now = business_now
         self.real_now = real_now
-        self.max_attempts = max_attempts
         self.notifiers = notifiers
         self.lease_s = lease_s
         self.timeout_s = timeout_s
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
-        self.rng = rng or random.Random()
+        self.retries = RetryPolicy(
+            max_attempts, backoff_base_s, backoff_cap_s, rng or random.Random()
+        )
         self.claim_gap_s = claim_gap_s
         self._stopping = False
         self.sender = Sender(
@@ -183,7 +185,7 @@ class Dispatcher:
                 if claimed == 0 and recorder.rows_in_flight:
                     recorder.wait_for_progress(interval_s)  # due rows may wait on a busy channel
                 elif claimed == 0:
-                    stop_event.wait(interval_s)
+                    self._idle(stop_event, interval_s)
                 elif claimed < batch // 2:
                     stop_event.wait(self.claim_gap_s)  # a trickle: let a few rows gather
         finally:
@@ -192,6 +194,16 @@ class Dispatcher:
                 recorder.close(self.timeout_s + 5.0)
             finally:
                 self._stopping = False
+
+    def _idle(self, stop_event: threading.Event, seconds: float) -> None:
+        """Nothing due: wait ``seconds``, less if this process commits outbox rows meanwhile
+        (the database's outbox bell; other processes' rows wait for the poll) or stops."""
+        bell = self.db.outbox_bell
+        deadline = time.monotonic() + seconds
+        while not stop_event.is_set() and (left := deadline - time.monotonic()) > 0:
+            if bell.wait(min(left, IDLE_SLICE_S)):
+                bell.clear()  # rows committed before this are seen by the next claim
+                return
 
     # ------------------------------------------------------------------ claim
     def _claim(
@@ -382,30 +394,5 @@ class Dispatcher:
                 rows = claims.lock_rows(session, [nid for nid, _ in failed], self.db.is_postgres)
                 for notification_id, outcome in failed:
                     if (row := rows.get(notification_id)) is not None:
-                        self._settle(row, outcome, now)
+                        self.retries.settle(row, outcome, now)
                         session.add(row)
-
-    def _settle(self, row: Notification, outcome: Outcome, now: datetime) -> None:
-        """A send that did not deliver: ``failed`` with a backoff, or ``dead``."""
-        row.attempts += 1
-        if row.status == "sent":  # delivered by another claim meanwhile (lease ran out)
-            return
-        reason = outcome.reason[: claims.LAST_ERROR_MAX]
-        if outcome.status == "permanent":
-            row.status, row.last_error = "dead", reason
-        elif row.attempts >= self.max_attempts:
-            row.status = "dead"
-            row.last_error = f"{reason} (gave up after {row.attempts} attempts)"[
-                : claims.LAST_ERROR_MAX
-            ]
-        else:
-            row.status, row.last_error = "failed", reason
-            row.not_before = now + timedelta(seconds=self._retry_delay(row.attempts, outcome))
-
-    def _retry_delay(self, attempts: int, outcome: Outcome) -> float:
-        """Exponential backoff with "equal jitter", never sooner than Retry-After."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, attempts - 1))
-        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
-        if outcome.retry_after_s is not None:
-            delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
-        return delay

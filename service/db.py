@@ -10,6 +10,9 @@ for the writer.
 
 Nothing below the edge commits: a request dependency or ``unit_of_work()`` in a
 job commits or rolls back; services only ``flush()``.
+
+A commit that wrote outbox rows rings the database's ``outbox_bell``, so a dispatcher in
+the same process sends them at once instead of at its next poll (:data:`OUTBOX`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,32 @@ class UnitOfWorkSession(Session):
     extra SELECTs. Pinning them makes every later `get` within the unit of work a
     dictionary lookup; queries with populate_existing still refresh them.
     """
+
+
+# session.info key: this transaction wrote or re-queued outbox rows. Set by the flush of a
+# Notification object, or by whoever inserts notification rows without the ORM.
+OUTBOX = "outbox"
+OUTBOX_TABLE = "notifications"
+
+
+@event.listens_for(UnitOfWorkSession, "before_flush")
+def _note_outbox_rows(session: Session, _context: Any, _instances: Any) -> None:
+    for instance in (*session.new, *session.dirty):
+        if getattr(type(instance), "__tablename__", None) == OUTBOX_TABLE:
+            session.info[OUTBOX] = True
+            return
+
+
+@event.listens_for(UnitOfWorkSession, "after_commit")
+def _ring_outbox_bell(session: Session) -> None:
+    bell = session.info.get("bell")
+    if session.info.pop(OUTBOX, False) and bell is not None:
+        bell.set()
+
+
+@event.listens_for(UnitOfWorkSession, "after_rollback")
+def _forget_outbox_rows(session: Session) -> None:
+    session.info.pop(OUTBOX, None)
 
 
 @event.listens_for(UnitOfWorkSession, "loaded_as_persistent")
@@ -157,6 +186,8 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self.read_engine = self.write_engine
+        # Set when a commit in this process wrote outbox rows; the dispatcher waits on it.
+        self.outbox_bell = threading.Event()
 
     @property
     def is_sqlite(self) -> bool:
@@ -170,7 +201,9 @@ class Database:
     def unit_of_work(self, *, readonly: bool = False) -> Iterator[Session]:
         """Commit on success, roll back on any exception. The only place that commits."""
         engine = self.read_engine if readonly else self.write_engine
-        with UnitOfWorkSession(engine, expire_on_commit=False) as session:
+        with UnitOfWorkSession(
+            engine, expire_on_commit=False, info={"bell": self.outbox_bell}
+        ) as session:
             try:
                 yield session
                 if not readonly:

@@ -16,9 +16,11 @@ from typing import Any
 
 from sqlmodel import Session, SQLModel, select
 
+from service.db import OUTBOX
 from service.models import (
     Channel,
     Escalation,
+    Notification,
     Officer,
     Project,
     Unit,
@@ -198,6 +200,8 @@ class World:
             self._escalated.add((row["blocker_id"], row["step"]))
         if self.bulk:
             self.rows.setdefault(model, []).append(row)
+            if model is Notification:
+                self.session.info[OUTBOX] = True  # no ORM flush to notice it
         else:
             self.session.add(model(**row))
 
