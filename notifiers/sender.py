@@ -84,8 +84,9 @@ class Sender:
         self._local = threading.local()
         self._tls: ssl.SSLContext | None = None  # one for all threads: each costs ~50 ms CPU
         self._timeout = {"timeout": httpx.Timeout(timeout_s).as_dict()}
-        # Proxies from the environment: only httpx.Client knows how to apply them.
-        self._proxied = trust_env and bool(urllib.request.getproxies())
+        # Proxies from the environment: only httpx.Client knows how to apply them. NO_PROXY
+        # alone (listed as "no") names no proxy.
+        self._proxied = trust_env and any(k != "no" for k in urllib.request.getproxies())
         self._clients: list[httpx.Client | httpx.HTTPTransport] = []
         self._lock = threading.Lock()
         self._queues: dict[int, deque[tuple[Job, Report]]] = {}
@@ -166,7 +167,7 @@ class Sender:
             return client.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers={"User-Agent": USER_AGENT, **request.headers},
                 content=request.body,
                 timeout=self.timeout_s,
                 follow_redirects=False,

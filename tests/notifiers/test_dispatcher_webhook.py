@@ -12,6 +12,7 @@ import pytest
 from notifiers.claims import LOST
 from notifiers.dispatcher import requeue
 from notifiers.ratelimit import IN_FLIGHT
+from notifiers.sender import Sender
 from service.models import Channel, Notification
 from tests.notifiers.fakes import WebhookReceiver
 from tests.notifiers.helpers import (
@@ -59,7 +60,9 @@ def test_receiver_down_for_a_while_then_back_gets_everything_once(db, clock, rec
     receiver.go_down("503")
     clock.advance(60)
     assert dispatcher.dispatch_once() == 30
-    assert all(r.status == "failed" and "HTTP 503" in r.last_error for r in rows(db, ids)), [r.last_error for r in rows(db, ids)][:5]
+    assert all(r.status == "failed" and "HTTP 503" in r.last_error for r in rows(db, ids)), [
+        r.last_error for r in rows(db, ids)
+    ][:5]
 
     receiver.come_back()
     clock.advance(120)
@@ -278,3 +281,18 @@ def test_a_proxy_from_the_environment_is_used_when_trust_env(
         via, direct = (proxy, receiver) if proxied else (receiver, proxy)
         assert via.deliveries == [row.delivery_id]
         assert direct.hits == 0
+
+
+def test_no_proxy_alone_names_no_proxy(monkeypatch):
+    """Servers often set NO_PROXY without any proxy; that must not route every message
+    through the slower client path."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert Sender(workers=1, timeout_s=1, may_send=lambda job: True)._proxied is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert Sender(workers=1, timeout_s=1, may_send=lambda job: True)._proxied is True
+    assert (
+        Sender(workers=1, timeout_s=1, may_send=lambda job: True, trust_env=False)._proxied is False
+    )
