@@ -5,12 +5,14 @@ rows are already claimed. :class:`Sender` sends jobs on ``workers`` threads, eac
 own httpx connection pool (one shared pool makes 50 threads queue on its lock and costs
 about 1 ms of CPU per request). A message goes straight to the thread's
 ``httpx.HTTPTransport``: the ``httpx.Client`` layer above it (cookie jar, auth, redirects,
-URL merging) does nothing for a bot message and cost a third of the dispatcher's CPU. When
-the environment names a proxy (``HTTPS_PROXY`` and friends, with ``trust_env``), messages go
-through a full ``httpx.Client`` instead, which applies them exactly as httpx does. Per channel the jobs go out one at a time and in order; the channels
-take turns, so one busy group does not starve the others. A "too fast" answer from a
-rate-limited robot drops that channel's queued jobs (they are reported unsent and the
-dispatcher gives their rows back). The sender never touches the database.
+URL merging) does nothing for a bot message and took a fifth of the dispatcher's Python
+time. When the environment names a proxy (``HTTPS_PROXY`` and friends, with ``trust_env``),
+messages go through a full ``httpx.Client`` instead, which applies it exactly as httpx does.
+
+Per channel the jobs go out one at a time and in order; the channels take turns, so one
+busy group does not starve the others. A "too fast" answer from a rate-limited robot drops
+that channel's queued jobs (they are reported unsent and the dispatcher gives their rows
+back). The sender never touches the database.
 """
 
 from __future__ import annotations
