@@ -24,8 +24,6 @@ class Notification(SQLModel, table=True):
         ),
         Index("ix_notifications_blocker", "blocker_id"),
         Index("ix_notifications_status", "status"),
-        # A robot's rate budget counts its recent messages (notifiers/ratelimit.py).
-        Index("ix_notifications_channel", "channel_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -33,7 +33,7 @@ def test_upgrade_head_matches_models_and_downgrade_base_works(db_url):
 
 def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     """A deployed 0001 database upgrades in place: step back one revision at a time and
-    forward again; the outbox history indexes come and go with 0002."""
+    forward again; the outbox history index comes and goes with 0002."""
 
     def indexes() -> set[str]:
         inspector = inspect(db.write_engine)
@@ -45,12 +45,12 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
 
     db = Database(db_url)
     try:
-        assert {"ix_notifications_channel", "ix_notification_attempts_at"} <= indexes()
+        assert "ix_notification_attempts_at" in indexes()
         migrations.downgrade(db_url, "0001")
-        assert not {"ix_notifications_channel", "ix_notification_attempts_at"} & indexes()
+        assert "ix_notification_attempts_at" not in indexes()
         assert "ix_notification_attempts_notification_id" in indexes()
         migrations.upgrade(db_url)
-        assert {"ix_notifications_channel", "ix_notification_attempts_at"} <= indexes()
+        assert "ix_notification_attempts_at" in indexes()
     finally:
         db.dispose()
 
