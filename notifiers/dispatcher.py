@@ -19,7 +19,8 @@ Three steps, each in its own place:
 :meth:`Dispatcher.dispatch_once` runs the three in turn, for one round. :meth:`run_forever`
 pipelines them: the next claim is made while the last one is on the wire, and outcomes are
 written in batches by a :class:`notifiers.recorder.Recorder` thread. Idle, it polls, and
-wakes early when this process commits outbox rows (``Database.outbox_bell``).
+wakes early when outbox rows are committed (``Database.outbox_bell``; from other
+processes through PostgreSQL's NOTIFY, :mod:`notifiers.wakeup`).
 
 Delivery is at least once: a crash between 2 and 3 leaves the lease to expire, and the
 row goes out again with the same delivery id.
@@ -49,6 +50,7 @@ from notifiers.registry import NOTIFIERS, AnyNotifier, notifier_for
 from notifiers.render import blocker_link, render, render_digest
 from notifiers.retries import RetryPolicy
 from notifiers.sender import Claim, Job, Sender, SendResult
+from notifiers.wakeup import OutboxListener
 from service.db import Database
 from service.models import Channel
 from service.models.types import utcnow
@@ -168,6 +170,7 @@ class Dispatcher:
         max_in_flight = 2 * batch
         per_channel = max(MAX_DIGEST_ITEMS, batch // 10)
         recorder = Recorder(self._record_all)
+        listener = OutboxListener.start_for(self.db)  # other processes' commits
         try:
             while not stop_event.is_set():
                 room = max_in_flight - recorder.rows_in_flight
@@ -190,14 +193,16 @@ class Dispatcher:
                     stop_event.wait(self.claim_gap_s)  # a trickle: let a few rows gather
         finally:
             self._stopping = True  # queued messages go back unsent; the ones on the wire land
+            if listener is not None:
+                listener.stop()
             try:
                 recorder.close(self.timeout_s + 5.0)
             finally:
                 self._stopping = False
 
     def _idle(self, stop_event: threading.Event, seconds: float) -> None:
-        """Nothing due: wait ``seconds``, less if this process commits outbox rows meanwhile
-        (the database's outbox bell; other processes' rows wait for the poll) or stops."""
+        """Nothing due: wait ``seconds``, less if outbox rows are committed meanwhile (the
+        database's outbox bell) or the loop is stopped."""
         bell = self.db.outbox_bell
         deadline = time.monotonic() + seconds
         while not stop_event.is_set() and (left := deadline - time.monotonic()) > 0:

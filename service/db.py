@@ -12,7 +12,8 @@ Nothing below the edge commits: a request dependency or ``unit_of_work()`` in a
 job commits or rolls back; services only ``flush()``.
 
 A commit that wrote outbox rows rings the database's ``outbox_bell``, so a dispatcher in
-the same process sends them at once instead of at its next poll (:data:`OUTBOX`).
+the same process sends them at once instead of at its next poll (:func:`note_outbox`); on
+PostgreSQL it also NOTIFYs the dispatchers of other processes.
 """
 
 from __future__ import annotations
@@ -47,16 +48,28 @@ class UnitOfWorkSession(Session):
 
 
 # session.info key: this transaction wrote or re-queued outbox rows. Set by the flush of a
-# Notification object, or by whoever inserts notification rows without the ORM.
+# Notification object, or by `note_outbox` from whoever inserts rows without the ORM.
 OUTBOX = "outbox"
 OUTBOX_TABLE = "notifications"
+OUTBOX_CHANNEL = "duban_outbox"  # PostgreSQL LISTEN/NOTIFY channel (notifiers/wakeup.py)
+
+
+def note_outbox(session: Session) -> None:
+    """This transaction writes outbox rows: ring the process's bell once it commits and, on
+    PostgreSQL, NOTIFY the dispatchers of other processes (delivered only at commit)."""
+    if session.info.get(OUTBOX):
+        return
+    session.info[OUTBOX] = True
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 @event.listens_for(UnitOfWorkSession, "before_flush")
 def _note_outbox_rows(session: Session, _context: Any, _instances: Any) -> None:
     for instance in (*session.new, *session.dirty):
         if getattr(type(instance), "__tablename__", None) == OUTBOX_TABLE:
-            session.info[OUTBOX] = True
+            note_outbox(session)
             return
 
 

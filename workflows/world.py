@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, SQLModel, select
 
-from service.db import OUTBOX
+from service.db import note_outbox
 from service.models import (
     Channel,
     Escalation,
@@ -201,7 +201,7 @@ class World:
         if self.bulk:
             self.rows.setdefault(model, []).append(row)
             if model is Notification:
-                self.session.info[OUTBOX] = True  # no ORM flush to notice it
+                note_outbox(self.session)  # no ORM flush will notice these rows
         else:
             self.session.add(model(**row))
 

@@ -1,5 +1,6 @@
-"""The outbox bell: a commit that writes outbox rows wakes this process's idle dispatcher,
-so a message goes out as its change commits rather than at the next poll."""
+"""The outbox bell: a commit that writes outbox rows wakes the idle dispatcher — in this
+process directly, from other processes through PostgreSQL's NOTIFY — so a message goes out
+as its change commits rather than at the next poll."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import uuid
 import pytest
 
 from notifiers.claims import requeue
+from notifiers.wakeup import OutboxListener
+from service.db import Database
 from service.models import Notification
 from tests.notifiers.helpers import (
     BUSINESS_NOW,
@@ -26,7 +29,26 @@ POLL_S = 120.0  # far longer than any wait below: only the bell can explain a pr
 
 def test_an_idle_dispatcher_sends_a_row_as_it_is_committed(db, clock, receiver):
     channel = create_channel(db, "webhook", receiver.url, secret="hook-secret")
-    dispatcher = make_dispatcher(db, clock)
+    _idle_dispatcher_sends_at_once(db, db, channel, clock, receiver)
+
+
+@pytest.mark.postgres
+def test_another_process_commit_wakes_the_dispatcher_through_notify(pg_url, clock, receiver):
+    """Two `Database` objects are two processes' engines and bells: only the NOTIFY of the
+    writer's transaction can reach the dispatcher's bell."""
+    writer, own = Database(pg_url), Database(pg_url)
+    try:
+        channel = create_channel(writer, "webhook", receiver.url, secret="hook-secret")
+        _idle_dispatcher_sends_at_once(writer, own, channel, clock, receiver)
+    finally:
+        writer.dispose()
+        own.dispose()
+
+
+def _idle_dispatcher_sends_at_once(writer, own, channel, clock, receiver) -> None:
+    """``own``'s dispatcher goes idle with a long poll; a row committed through ``writer``
+    is sent well before that poll comes round."""
+    dispatcher = make_dispatcher(own, clock)
     idle = threading.Event()
     real_idle = dispatcher._idle
 
@@ -40,13 +62,13 @@ def test_an_idle_dispatcher_sends_a_row_as_it_is_committed(db, clock, receiver):
     loop.start()
     try:
         assert idle.wait(30), "the dispatcher never went idle"
-        (nid,) = create_notifications(db, channel, 1, kind="webhook")
-        until(lambda: rows(db, [nid])[0].status == "sent", timeout_s=30)
+        (nid,) = create_notifications(writer, channel, 1, kind="webhook")
+        until(lambda: rows(own, [nid])[0].status == "sent", timeout_s=30)
     finally:
         stop.set()
         loop.join(timeout=10)
     assert not loop.is_alive(), "an idle dispatcher must notice the stop within its slice"
-    assert receiver.deliveries == [rows(db, [nid])[0].delivery_id]
+    assert receiver.deliveries == [rows(own, [nid])[0].delivery_id]
     dispatcher.close()
 
 
@@ -97,3 +119,26 @@ def test_the_bell_rings_for_orm_bulk_and_requeued_rows_only_once_committed(db, r
     with db.unit_of_work() as session:  # a later commit without outbox rows
         session.get(Notification, nid)
     assert not bell.is_set(), "a rolled-back outbox row must not ring on a later commit"
+
+
+@pytest.mark.postgres
+def test_set_wise_outbox_rows_notify_other_processes(pg_url, receiver):
+    writer, own = Database(pg_url), Database(pg_url)
+    listener = OutboxListener.start_for(own)
+    try:
+        assert listener is not None and listener.listening.wait(30)
+        channel = create_channel(writer, "webhook", receiver.url, secret="hook-secret")
+        own.outbox_bell.clear()  # rung once as the listener connected
+        with writer.unit_of_work() as session:
+            world = World(session, bulk=True)
+            world.add(Notification, _bulk_row(channel))
+            world.insert_collected()
+        assert own.outbox_bell.wait(30), "no NOTIFY reached the other process's bell"
+    finally:
+        listener.stop()
+        writer.dispose()
+        own.dispose()
+
+
+def test_sqlite_has_no_listener(db):
+    assert OutboxListener.start_for(db) is None
