@@ -52,14 +52,16 @@ class UnitOfWorkSession(Session):
 OUTBOX = "outbox"
 OUTBOX_TABLE = "notifications"
 OUTBOX_CHANNEL = "duban_outbox"  # PostgreSQL LISTEN/NOTIFY channel (notifiers/wakeup.py)
+NOTIFIED = "outbox_notified"  # session.info key: this (sub)transaction sent its NOTIFY
 
 
 def note_outbox(session: Session) -> None:
     """This transaction writes outbox rows: ring the process's bell once it commits and, on
     PostgreSQL, NOTIFY the dispatchers of other processes (delivered only at commit)."""
-    if session.info.get(OUTBOX):
-        return
     session.info[OUTBOX] = True
+    if session.info.get(NOTIFIED):
+        return
+    session.info[NOTIFIED] = True
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"NOTIFY {OUTBOX_CHANNEL}")
@@ -78,6 +80,14 @@ def _ring_outbox_bell(session: Session) -> None:
     bell = session.info.get("bell")
     if session.info.pop(OUTBOX, False) and bell is not None:
         bell.set()
+
+
+@event.listens_for(UnitOfWorkSession, "after_commit")
+@event.listens_for(UnitOfWorkSession, "after_soft_rollback")
+def _forget_notify(session: Session, *_previous: Any) -> None:
+    # Also a savepoint's rollback (the sweep fires each gated timer in one), which takes its
+    # NOTIFY with it: the next outbox row notifies again (PostgreSQL sends one per commit).
+    session.info.pop(NOTIFIED, None)
 
 
 @event.listens_for(UnitOfWorkSession, "after_rollback")

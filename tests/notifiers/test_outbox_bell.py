@@ -140,5 +140,28 @@ def test_set_wise_outbox_rows_notify_other_processes(pg_url, receiver):
         own.dispose()
 
 
+@pytest.mark.postgres
+def test_a_rolled_back_savepoint_does_not_swallow_the_next_notify(pg_url, receiver):
+    """The sweep fires each gated timer in a savepoint; one rolled back takes its NOTIFY
+    with it, so the outbox rows written after it must notify again."""
+    writer, own = Database(pg_url), Database(pg_url)
+    listener = OutboxListener.start_for(own)
+    try:
+        assert listener is not None and listener.listening.wait(30)
+        channel = create_channel(writer, "webhook", receiver.url, secret="hook-secret")
+        own.outbox_bell.clear()
+        with writer.unit_of_work() as session:
+            with pytest.raises(RuntimeError), session.begin_nested():
+                session.add(Notification(**_bulk_row(channel)))
+                session.flush()  # NOTIFY, inside the savepoint
+                raise RuntimeError("this timer no longer applies")
+            session.add(Notification(**_bulk_row(channel)))
+        assert own.outbox_bell.wait(30), "the committed row's NOTIFY was lost"
+    finally:
+        listener.stop()
+        writer.dispose()
+        own.dispose()
+
+
 def test_sqlite_has_no_listener(db):
     assert OutboxListener.start_for(db) is None
