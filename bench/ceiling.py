@@ -14,18 +14,14 @@ duban on this box: the figure to hold the 1,000 actions/s target of issue 6 agai
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
 import subprocess
-import time
 
-import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from bench.common import machine
-from bench.http_mix import ROOT, Reply, Worker, _free_port, measure
+from bench.http_mix import ROOT, Reply, Worker, _free_port, launch, measure, stop
 
 
 class Body(BaseModel):
@@ -56,24 +52,12 @@ class BareWorker(Worker):
 
 
 def start(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/python"), "-m", "uvicorn", "bench.ceiling:app",
-            "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("bare app did not start")
+    argv = [
+        str(ROOT / ".venv/bin/python"), "-m", "uvicorn", "bench.ceiling:app",
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return launch(argv, f"http://127.0.0.1:{port}/ping", cwd=ROOT)
 
 
 def main() -> None:
@@ -88,8 +72,7 @@ def main() -> None:
     try:
         print(f"ceiling: {measure(base, proc.pid, None, args.workers, args.seconds, BareWorker)}")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 if __name__ == "__main__":

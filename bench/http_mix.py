@@ -40,6 +40,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(argv: list[str], ready_url: str, **popen) -> subprocess.Popen:
+    """Start a server in its own process group; return once ``ready_url`` answers 200."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **popen,
+    )
+    for _ in range(300):
+        try:
+            if httpx.get(ready_url, timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError(f"{argv[0]} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server started by `launch`, with every process of its group."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 def start_server(url: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {
@@ -49,21 +74,9 @@ def start_server(url: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
         "DUBAN_RATE_LIMIT_PER_MINUTE": "100000000",
         "DUBAN_LOG_LEVEL": "warning",
     }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/duban"), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+    argv = [str(ROOT / ".venv/bin/duban"), "serve", "--port", str(port), "--workers", str(workers)]
+    return launch(argv, f"{base}/healthz", env=env), base
 
 
 def seed(base: str) -> None:
@@ -300,8 +313,7 @@ def main() -> None:
                 figures = measure(base, proc.pid, database, args.workers, args.seconds)
                 print(f"http_mix {kind:8s}: {figures}")
             finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
+                stop(proc)
 
 
 if __name__ == "__main__":

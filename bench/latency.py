@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +20,7 @@ from sqlalchemy import text
 
 from bench.common import fresh_database, machine, percentile
 from bench.deliveries import SECRET, _accepted, _serve
-from bench.http_mix import H, seed, start_server
+from bench.http_mix import H, seed, start_server, stop
 from service.db import Database
 
 N = 200
@@ -84,8 +83,7 @@ def run(kind: str) -> str:
             accepted = _accepted(hook_base)
             db.dispose()
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            stop(proc)
             receiver.terminate()
     escalation_lat = sorted(seen[b] - due[b].timestamp() for b in seen)
     first_message: dict[int, float] = {}
