@@ -197,7 +197,14 @@ class Worker(threading.Thread):
         return self.client.get(f"/api/v1/blockers/{self.collected[-1] if self.collected else 1}")
 
     def run(self) -> None:
+        # Paced, each worker's requests are a Poisson stream (exponential gaps, a random
+        # first one): together the workers offer a Poisson stream at the target rate.
+        # Equal gaps would fire all workers in step, a burst of `workers` requests at once
+        # each period, and measure the burst instead of the load.
         next_at = time.perf_counter()
+        if self.pace_s:
+            next_at += random.expovariate(1 / self.pace_s)
+            time.sleep(max(0.0, next_at - time.perf_counter()))
         while not self.stop.is_set():
             start = time.perf_counter()
             resp = self.op()
@@ -205,7 +212,7 @@ class Worker(threading.Thread):
             if resp.status_code >= 500:
                 self.errors.append(resp.status_code)
             if self.pace_s:
-                next_at += self.pace_s
+                next_at += random.expovariate(1 / self.pace_s)
                 time.sleep(max(0.0, next_at - time.perf_counter()))
 
 
