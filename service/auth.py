@@ -72,9 +72,10 @@ def require_scope(principal: Principal, scope: str) -> None:
 
 
 def _scope_path(session: Session, unit: Unit) -> str:
-    """A city-level taskforce or leader office oversees the whole city it belongs to."""
+    """A city-level taskforce oversees the whole city it belongs to. A leader office (a
+    deputy mayor's) sees its own subtree and what is escalated to it, as api.md says."""
     if (
-        unit.kind in ("taskforce", "leader")
+        unit.kind == "taskforce"
         and unit.level in ("city", "province")
         and unit.parent_id
     ):

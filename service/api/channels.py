@@ -308,8 +308,10 @@ def retry_notification(
             ).first()
         )
     )
+    if row is None:
+        raise Problem(404, f"There is no notification {notification_id}.")
     if not visible:
-        raise Problem(404, f"There is no notification {notification_id} that this key can see.")
+        raise Problem(403, f"Notification {notification_id} is outside this key's jurisdiction.")
     if row.status == "sent":
         raise Problem(
             409, "This notification was delivered; there is nothing to retry.", allowed_actions=[]

@@ -117,8 +117,12 @@ def _act(
 ) -> EscalationOut:
     require_scope(caller, "write")
     entry = session.get(Escalation, escalation_id)
-    if entry is None or not (caller.has("admin") or entry.target_unit_id == caller.unit_id):
-        raise Problem(404, f"There is no escalation {escalation_id} in this key's queue.")
+    if entry is None:
+        raise Problem(404, f"There is no escalation {escalation_id}.")
+    if not (caller.has("admin") or entry.target_unit_id == caller.unit_id):
+        raise Problem(
+            403, f"Escalation {escalation_id} is in another level's queue, not this key's."
+        )
     try:
         record_queue_action(
             session,

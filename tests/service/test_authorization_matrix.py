@@ -28,6 +28,22 @@ def _resolved_blocker(client) -> int:
     return bid
 
 
+def _escalation_for_taskforce(client) -> int:
+    """An entry in the general taskforce's queue, on a blocker of the owning county."""
+    bid = _assigned_blocker(client)
+    ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需市级层面协调"},
+                   headers=ADMIN))
+    entries = ok(client.get("/api/v1/escalations?status=open&limit=500", headers=ADMIN))["items"]
+    return next(e["id"] for e in entries if e["blocker_id"] == bid)
+
+
+def _notification(client) -> int:
+    """An undelivered outbox row about a blocker of the owning county (its robot is down)."""
+    bid = _assigned_blocker(client)
+    rows = ok(client.get(f"/api/v1/notifications?blocker={bid}", headers=ADMIN))["items"]
+    return rows[0]["id"]
+
+
 # (name, method, path, body, fixture, expected per caller)
 MATRIX = [
     ("list units", "GET", "/api/v1/units", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
@@ -56,6 +72,16 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
     ("request escalation", "POST", "/api/v1/blockers/{b}/request_escalation", {"reason": "需市级协调"}, _assigned_blocker,
      dict(none=401, wrong_unit=403, read_only=403, unit=200, taskforce=200, admin=200)),
+    ("acknowledge escalation", "POST", "/api/v1/escalations/{b}/acknowledge", {}, _escalation_for_taskforce,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
+    ("handle escalation", "POST", "/api/v1/escalations/{b}/handle", {"note": "已协调"}, _escalation_for_taskforce,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
+    ("retry notification", "POST", "/api/v1/notifications/{b}/retry", None, _notification,
+     dict(none=401, wrong_unit=403, read_only=403, unit=202, taskforce=202, admin=202)),
+    ("acknowledge missing escalation", "POST", "/api/v1/escalations/999999/acknowledge", {}, None,
+     dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=404)),
+    ("retry missing notification", "POST", "/api/v1/notifications/999999/retry", None, None,
+     dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=404)),
     ("calendar read", "GET", "/api/v1/calendar/2026", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("calendar write", "PUT", "/api/v1/calendar/2027", {"holidays": ["2027-01-01"], "workdays": []}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
@@ -75,6 +101,8 @@ def world(tmp_path_factory, sqlite_template):
     with make_client(f"sqlite:///{path}") as client:
         city(client)
         create_project(client, "P1", "wy")
+        body = {"unit": "wy", "kind": "webhook", "url": "http://127.0.0.1:9/down", "secret": "s3cret-123"}
+        ok(client.post("/api/v1/channels", json=body, headers=ADMIN), 201)
         keys = {
             "none": {},
             "wrong_unit": create_key(client, "hj"),

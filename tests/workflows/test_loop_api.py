@@ -191,6 +191,8 @@ def test_request_escalation_and_city_authority(db_url):
         city(client)
         b = _assigned(client, days=10, authority_level="city")
         assert b["escalation_level"] == 1
+        leader_key = create_key(client, "xx-fsz-land")
+        assert client.get(f"/api/v1/blockers/{b['id']}", headers=leader_key).status_code == 404
         unit_key = create_key(client, "wy")
         b = ok(
             client.post(
@@ -201,7 +203,6 @@ def test_request_escalation_and_city_authority(db_url):
         )
         assert b["escalation_level"] == 2
         # The receiving leader office now sees the blocker (escalated to it) although outside its subtree.
-        leader_key = create_key(client, "xx-fsz-land")
         assert ok(client.get(f"/api/v1/blockers/{b['id']}", headers=leader_key))["id"] == b["id"]
 
 
