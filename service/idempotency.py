@@ -3,12 +3,19 @@
 The key is claimed in its own short transaction before the request's unit of work
 starts, so concurrent duplicates see it at once (in flight → 409); the first answer
 is stored in the same transaction as the creation itself, so they land together.
+
+A field of the answer that must never rest in the database in clear (a new API key's
+secret) is stored sealed: encrypted and authenticated with a key derived from the caller's
+own bearer token and the Idempotency-Key. Only a replay that presents both again can open
+it; the database alone cannot.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +27,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from service.auth import Principal
+from service.auth import Principal, bearer_token
 from service.models import IdempotencyKey
 from service.problems import Problem
 
@@ -32,13 +39,59 @@ def _hash(request: Request, body: BaseModel) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path}\n{raw}".encode()).hexdigest()
 
 
+def _sealing_key(request: Request, key: str) -> bytes:
+    token = bearer_token(request.headers.get("authorization")).encode()
+    return hashlib.sha256(b"duban-idempotency-seal\0" + token + b"\0" + key.encode()).digest()
+
+
+def _stream(secret: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = (length + 31) // 32
+    return b"".join(
+        hmac.new(secret, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest()
+        for i in range(blocks)
+    )[:length]
+
+
+def seal(secret: bytes, value: str) -> dict[str, str]:
+    """`value` encrypted (HMAC-SHA256 in counter mode) and authenticated (encrypt-then-MAC)."""
+    nonce, data = os.urandom(16), value.encode()
+    box = bytes(a ^ b for a, b in zip(data, _stream(secret, nonce, len(data)), strict=True))
+    tag = hmac.new(secret, b"tag" + nonce + box, hashlib.sha256).hexdigest()
+    return {"nonce": nonce.hex(), "box": box.hex(), "tag": tag}
+
+
+def unseal(secret: bytes, sealed: dict[str, str]) -> str | None:
+    """The value, or None when `secret` is not the one it was sealed with."""
+    nonce, box = bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["box"])
+    tag = hmac.new(secret, b"tag" + nonce + box, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(tag, sealed["tag"]):
+        return None
+    return bytes(a ^ b for a, b in zip(box, _stream(secret, nonce, len(box)), strict=True)).decode()
+
+
+def _replay(stored: dict[str, Any], sealed: tuple[str, ...], secret: bytes) -> dict[str, Any]:
+    answer = dict(stored)
+    for name in sealed:
+        value = unseal(secret, answer[name]) if isinstance(answer.get(name), dict) else None
+        if value is None:
+            raise Problem(
+                422,
+                "This Idempotency-Key was first used with another credential; use a new key.",
+                field="Idempotency-Key",
+            )
+        answer[name] = value
+    return answer
+
+
 def idempotent(
     request: Request,
     session: Session,
     caller: Principal,
     body: BaseModel,
     create: Callable[[], tuple[int, BaseModel]],
+    sealed: tuple[str, ...] = (),
 ) -> Any:
+    """Run `create` once per Idempotency-Key. The answer's `sealed` fields are stored sealed."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, model = create()
@@ -94,7 +147,7 @@ def idempotent(
                 headers={"Retry-After": "1"},
             ) from None
         return JSONResponse(
-            first.response_body,
+            _replay(first.response_body, sealed, _sealing_key(request, key)),
             status_code=first.response_status or 200,
             headers={"Idempotent-Replayed": "true"},
         )
@@ -106,7 +159,10 @@ def idempotent(
             )
         ).one()
         row.status, row.response_status = "done", status
-        row.response_body = model.model_dump(mode="json")
+        stored = model.model_dump(mode="json")
+        for name in sealed:
+            stored[name] = seal(_sealing_key(request, key), stored[name])
+        row.response_body = stored
         session.flush()
     except BaseException:
         session.rollback()  # let go of the write lock before releasing the key

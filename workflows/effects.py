@@ -99,7 +99,7 @@ def _set_deadline(run: Run, spec: Any) -> None:
     blocker.deadline, blocker.due_at = day, due
     blocker.warnings = _calendar_warnings(run, day)
     run.recorded["deadline_date"] = day.isoformat()
-    run.recorded["due_at"] = due.isoformat()
+    run.recorded["due_at"] = due.astimezone(run.cal.tz).isoformat()  # shown in local time
     run.deadline_changed = True
 
 

@@ -68,7 +68,7 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
                 "deadline": new.isoformat(),
                 "previous_deadline": blocker.deadline.isoformat(),
                 "deadline_spec": {"working_days": days},
-                "basis_at": at.isoformat(),
+                "basis_at": at.astimezone(cal.tz).isoformat(),
                 "years": sorted(years),
             },
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -20,24 +22,41 @@ from workflows.sweep import advance_clock
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute)
 
 DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
+MAX_JUMP = timedelta(days=3660)
 
 
-def parse_duration(text: str) -> timedelta:
+def _add_months(instant: datetime, months: int) -> datetime:
+    """The same local wall time `months` later; the 31st falls back to the month's last day."""
+    month = instant.month - 1 + months
+    year, month = instant.year + month // 12, month % 12 + 1
+    last = calendar.monthrange(year, month)[1] if 1 <= year <= 9999 else 28
+    return instant.replace(year=year, month=month, day=min(instant.day, last))
+
+
+def after_duration(now: datetime, text: str, tz: ZoneInfo) -> datetime:
+    """`now` moved by an ISO 8601 duration; years and months count on the local calendar."""
     match = DURATION.match(text)
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise Problem(
             422,
-            f"advance: '{text}' is not an ISO 8601 duration like P3D or PT2H30M.",
+            f"advance: '{text}' is not an ISO 8601 duration like P3D, PT2H30M or P1M.",
             field="advance",
         )
     parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    delta = timedelta(**parts)
-    if delta > timedelta(days=3660):
+    months = int(parts.pop("years", 0)) * 12 + int(parts.pop("months", 0))
+    if months > 120:
         raise Problem(422, "advance: at most ten years at a time.", field="advance")
-    return delta
+    try:
+        local = _add_months(now.astimezone(tz), months) if months else now
+        target = local + timedelta(**parts)
+    except OverflowError:
+        target = datetime.max.replace(tzinfo=tz)
+    if target - now > MAX_JUMP:
+        raise Problem(422, "advance: at most ten years at a time.", field="advance")
+    return target
 
 
 class ClockMove(Strict):
@@ -84,7 +103,9 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     """Move simulated time; every timer due in the jump fires, in order, before this returns."""
     clock = _manual(request)
     require_scope(caller, "admin")
-    target = clock.now() + parse_duration(body.advance) if body.advance is not None else body.set
+    tz = request.app.state.settings.tz
+    now = clock.now()
+    target = after_duration(now, body.advance, tz) if body.advance is not None else body.set
     db, ctx = request.app.state.db, request.app.state.ctx
     fired = advance_clock(db, ctx, target)
     with db.unit_of_work() as session:

@@ -6,10 +6,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso, unit_by_code
 from service.auth import hash_key, new_key, require_scope
 from service.deps import Caller, UnitOfWorkRoute, WriteSession
+from service.idempotency import idempotent
 from service.models import ApiKey, Officer
 from service.problems import Problem
 
@@ -45,8 +47,15 @@ class ApiKeyOut(BaseModel):
 def create_api_key(
     body: ApiKeyCreate, request: Request, session: WriteSession, caller: Caller
 ) -> ApiKeyOut:
-    """Create an API key; admin scope. Store the returned `key`: it is not shown again."""
+    """Create an API key; admin scope. Store the returned `key`: it is not shown again,
+    except to a retry with the same Idempotency-Key and body from the same credential."""
     require_scope(caller, "admin")
+    return idempotent(
+        request, session, caller, body, lambda: (201, _create(body, request, session)), ("key",)
+    )
+
+
+def _create(body: ApiKeyCreate, request: Request, session: Session) -> ApiKeyOut:
     unit = unit_by_code(session, body.unit)
     if body.officer_id is not None:
         officer = session.get(Officer, body.officer_id)

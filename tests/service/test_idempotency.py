@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlmodel import func, select
 
-from service.models import Blocker
+from service.models import ApiKey, Blocker, IdempotencyKey
 from tests.helpers import ADMIN, city, create_project, make_client, ok
 from tests.live import live_server
 
@@ -42,6 +42,40 @@ def test_same_key_same_body_replays_and_other_body_is_422(db_url):
         assert good.status_code == 201 and good.json()["id"] != first.json()["id"]
         with client.app.state.db.unit_of_work(readonly=True) as session:
             assert session.exec(select(func.count()).select_from(Blocker)).one() == 2
+
+
+def test_a_retried_api_key_creation_answers_the_same_key_and_stores_no_secret(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        body = {"name": "省挂图作战系统", "unit": "xx-zb", "scopes": ["read", "write", "admin"]}
+        headers = {**ADMIN, "Idempotency-Key": "key-1"}
+        first = ok(client.post("/api/v1/api-keys", json=body, headers=headers), 201)
+        again = client.post("/api/v1/api-keys", json=body, headers=headers)
+        assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first
+        secret = first["key"]
+        assert client.get("/api/v1/units/wy", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        other = client.post("/api/v1/api-keys", json={**body, "name": "另一个"}, headers=headers)
+        assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            assert session.exec(select(func.count()).select_from(ApiKey)).one() == 1
+            stored = session.exec(select(IdempotencyKey)).one().response_body
+        assert secret not in str(stored) and stored["id"] == first["id"]
+        # The same Idempotency-Key from another credential is its own key: a new API key.
+        admin2 = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "key-1"}
+        second = ok(client.post("/api/v1/api-keys", json=body, headers=admin2), 201)
+        assert second["id"] != first["id"] and second["key"] != secret
+        assert ok(client.post("/api/v1/api-keys", json=body, headers=admin2), 201) == second
+
+
+def test_a_sealed_answer_opens_only_with_the_credential_that_sealed_it():
+    from service.idempotency import seal, unseal
+
+    box = seal(b"k" * 32, "dbn_secret")
+    assert unseal(b"k" * 32, box) == "dbn_secret"
+    assert unseal(b"j" * 32, box) is None
+    tampered = {**box, "box": ("00" if box["box"][:2] != "00" else "01") + box["box"][2:]}
+    assert unseal(b"k" * 32, tampered) is None
 
 
 def test_external_ref_dedupes_per_source(db_url):

@@ -121,3 +121,22 @@ def test_simulation_clock_is_absent_in_system_mode(sqlite_url):
             == 404
         )
         assert client.get("/api/v1/admin/clock", headers=ADMIN).status_code == 404
+
+
+def test_clock_advances_by_any_iso_8601_duration(sqlite_url):
+    """Years and months count on the local calendar: 31 January + P1M is 28 February."""
+    with make_client(sqlite_url, clock_start="2027-01-31T09:00:00+08:00") as client:
+        steps = [
+            ("P1M", "2027-02-28T09:00:00+08:00"),
+            ("P1Y1M", "2028-03-28T09:00:00+08:00"),
+            ("P1W", "2028-04-04T09:00:00+08:00"),
+            ("P1DT2H30M", "2028-04-05T11:30:00+08:00"),
+            ("PT90S", "2028-04-05T11:31:30+08:00"),
+            ("P1MT1H", "2028-05-05T12:31:30+08:00"),
+        ]
+        for duration, expected in steps:
+            assert advance(client, duration)["now"] == expected, duration
+        for bad in ("P", "PT", "P1", "1D", "P1DT", "P-1D", "P11Y", "P99999999999999D", "PT1.5M"):
+            r = client.post("/api/v1/admin/clock", json={"advance": bad}, headers=ADMIN)
+            assert r.status_code == 422 and "advance" in r.json()["detail"], (bad, r.text)
+        assert ok(client.get("/api/v1/admin/clock", headers=ADMIN))["now"] == steps[-1][1]
