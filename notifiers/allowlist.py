@@ -61,7 +61,10 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> None:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        raise ValueError(f"channel URL scheme {parts.scheme!r} is not allowed (use https)")
+        raise ValueError(
+            f"channel URL scheme {parts.scheme!r} is not allowed: use https, or for e-mail "
+            "smtp://host/rcpt@example.gov.cn (smtps:// for implicit TLS)"
+        )
     if "@" in parts.netloc:
         raise ValueError("channel URL must not contain userinfo (user@host)")
     host = (parts.hostname or "").lower()
