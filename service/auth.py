@@ -74,11 +74,7 @@ def require_scope(principal: Principal, scope: str) -> None:
 def _scope_path(session: Session, unit: Unit) -> str:
     """A city-level taskforce oversees the whole city it belongs to. A leader office (a
     deputy mayor's) sees its own subtree and what is escalated to it, as api.md says."""
-    if (
-        unit.kind == "taskforce"
-        and unit.level in ("city", "province")
-        and unit.parent_id
-    ):
+    if unit.kind == "taskforce" and unit.level in ("city", "province") and unit.parent_id:
         parent = session.get(Unit, unit.parent_id)
         if parent is not None and parent.kind == "government":
             return parent.path

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from service.models import Blocker, Channel, Escalation, Notification, Unit, WebhookSubscription
+from workflows import ladder
 from workflows.context import EngineContext
 from workflows.outbox import message_context
 from workflows.world import World
@@ -73,7 +74,7 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
         unit = session.get(Unit, channel.unit_id)
         if unit is None:
             continue
-        if "general_taskforce" in (unit.tags or []):
+        if unit.kind == "taskforce" and ladder.general_taskforce(session, unit).id == unit.id:
             items = _items_for_queue(session, ctx, unit, now)
         else:
             items = _items_for_unit(session, ctx, unit, now, horizon)

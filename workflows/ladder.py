@@ -3,6 +3,12 @@
 Receivers are found by tags on units, so a city configures its ladder in data:
 ``general_taskforce`` (综合专班), ``executive_vice_mayor`` (常务副市长),
 ``sector:<category>`` on a deputy mayor's office, ``city_government`` (市政府).
+
+A city whose units carry no tags (api.md's unit has none) gets the ladder its units' own
+kinds and names say: the city's general taskforce is its `taskforce` named 综合… or
+…领导小组办公室 (or its only city-level taskforce); the executive vice mayor, a `leader`
+named 常务…; a sector's deputy mayor, a `leader` whose name holds the category (分管副市长
+（用地）); the city government, the city itself. A tag, where one is set, always wins.
 """
 
 from __future__ import annotations
@@ -28,15 +34,38 @@ def city_of(session: Session, unit: Unit) -> Unit:
     return chain[0] if chain else unit
 
 
+GENERAL_TASKFORCE_NAMES = ("综合", "领导小组办公室")
+
+
+def _by_convention(units: list[Unit], city: Unit, tag: str) -> Unit | None:
+    """The untagged receiver that the units' kinds and names point at, if exactly clear."""
+    in_city = [u for u in units if u.level == city.level and not u.tags]
+    if tag == "general_taskforce":
+        taskforces = [u for u in in_city if u.kind == "taskforce"]
+        named = [u for u in taskforces if any(n in u.name for n in GENERAL_TASKFORCE_NAMES)]
+        return named[0] if named else (taskforces[0] if len(taskforces) == 1 else None)
+    leaders = [u for u in in_city if u.kind == "leader"]
+    if tag == "executive_vice_mayor":
+        return next((u for u in leaders if "常务" in u.name), None)
+    if tag.startswith("sector:") and tag[len("sector:") :]:
+        category = tag[len("sector:") :]
+        return next((u for u in leaders if category in u.name and "常务" not in u.name), None)
+    return None
+
+
 def _tagged(session: Session, city: Unit, tag: str) -> Unit | None:
-    candidates = session.exec(
-        select(Unit)
-        .where(
-            Unit.path.startswith(city.path), Unit.kind.in_(("taskforce", "leader", "government"))
+    candidates = list(
+        session.exec(
+            select(Unit)
+            .where(
+                Unit.path.startswith(city.path),
+                Unit.kind.in_(("taskforce", "leader", "government")),
+            )
+            .order_by(Unit.id)
         )
-        .order_by(Unit.id)
     )
-    return next((u for u in candidates if tag in (u.tags or [])), None)
+    tagged = next((u for u in candidates if tag in (u.tags or [])), None)
+    return tagged or _by_convention(candidates, city, tag)
 
 
 def receiver_for(

@@ -217,3 +217,40 @@ def test_unacknowledged_twice_escalates_and_reminders_respect_office_hours(db_ur
         assert b["escalation_level"] == 1
         with client.app.state.db.unit_of_work(readonly=True) as session:
             assert session.exec(select(Notification)).first() is None  # no channels configured
+
+
+def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
+    """api.md's unit has no tags: the ladder follows the units' kinds and names instead."""
+    with make_client(db_url) as client:
+        for code, name, level, kind, parent in (
+            ("pds", "平顶山市人民政府", "city", "government", None),
+            ("pds-zx", "市重大项目建设工作专班（交通）", "city", "taskforce", "pds"),
+            ("pds-zb", "市综合专班", "city", "taskforce", "pds"),
+            ("pds-cw", "常务副市长办公室", "city", "leader", "pds"),
+            ("pds-yd", "分管副市长办公室（用地）", "city", "leader", "pds"),
+            ("bf", "宝丰县人民政府", "county", "government", "pds"),
+        ):
+            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
+            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        create_project(client, "P1", "bf")
+        climbed = {}
+        for category in ("用地", "涉铁涉军涉河涉电"):
+            bid = create_blocker(client, "P1", category=category)["id"]
+            body = {"unit": "bf", "deadline": {"working_days": 20}}
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN))
+            for _ in range(3):
+                ok(
+                    client.post(
+                        f"/api/v1/blockers/{bid}/request_escalation",
+                        json={"reason": "需市级层面协调"},
+                        headers=ADMIN,
+                    )
+                )
+            timeline = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))["timeline"]
+            climbed[category] = [
+                e["payload"]["escalations"][0]["to"] for e in timeline if "escalations" in e["payload"]
+            ]
+        assert climbed == {"用地": ["pds-zb", "pds-yd", "pds"], "涉铁涉军涉河涉电": ["pds-zb", "pds-cw", "pds"]}
+        tf_key = create_key(client, "pds-zb")
+        queue = ok(client.get("/api/v1/escalations", headers=tf_key))["items"]
+        assert [q["level"] for q in queue] == [1, 1]
