@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from service.models import Notification, Unit
+from service.models.blocker import is_overdue
 from service.models.types import utcnow
 from workflows.calendar import WorkingDayCalendar
 from workflows.world import World
@@ -33,7 +34,7 @@ def message_context(
         "unit_name": unit.name if unit else "",
         "deadline": blocker.deadline.isoformat() if blocker.deadline else None,
         "working_days_left": days_left,
-        "overdue": bool(blocker.due_at and now > blocker.due_at),
+        "overdue": is_overdue(blocker, now),
         "level": blocker.escalation_level,
         **extra,
     }

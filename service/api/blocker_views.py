@@ -12,10 +12,9 @@ from sqlmodel import Session, select
 from service.api.common import iso_date, local_iso
 from service.auth import Principal
 from service.models import Blocker, Escalation, Event, Project, Timer, Unit
+from service.models.blocker import is_overdue
 from service.problems import Problem
 from workflows.engine import Actor
-
-OVERDUE_STATES = ("assigned", "supervised", "deadline")
 
 
 class BlockerOut(BaseModel):
@@ -81,10 +80,6 @@ def _codes(session: Session, ids: list[int]) -> list[str]:
         return []
     rows = {u.id: u.code for u in session.exec(select(Unit).where(Unit.id.in_(ids)))}
     return [rows[i] for i in ids if i in rows]
-
-
-def is_overdue(blocker: Blocker, now) -> bool:
-    return bool(blocker.due_at and blocker.state in OVERDUE_STATES and now > blocker.due_at)
 
 
 def blocker_out(session: Session, blocker: Blocker, request: Request) -> BlockerOut:

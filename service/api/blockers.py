@@ -10,7 +10,6 @@ from pydantic import Field, model_validator
 from sqlmodel import select
 
 from service.api.blocker_views import (
-    OVERDUE_STATES,
     BlockerDetail,
     BlockerOut,
     actor_for,
@@ -34,6 +33,7 @@ from service.auth import require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Project, Unit
+from service.models.blocker import OVERDUE_STATES
 from service.problems import Problem
 from workflows import engine
 
@@ -246,7 +246,7 @@ def list_blockers(
         query = query.where(Blocker.title.contains(q, autoescape=True))
     if overdue is not None:
         now = request.app.state.ctx.clock.now()
-        late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at < now)
+        late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at <= now)
         query = query.where(late if overdue else ~late | Blocker.due_at.is_(None))
     rows = list(session.exec(query))
     return page_of(rows, limit, lambda b: blocker_out(session, b, request))

@@ -24,6 +24,7 @@ from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Officer, Project, Unit
+from service.models.blocker import OVERDUE_STATES
 from service.problems import Problem
 
 router = APIRouter(
@@ -85,9 +86,7 @@ def project_out(session: Session, project: Project, request: Request) -> Project
     )
     open_count = session.exec(open_q).one()
     overdue = session.exec(
-        open_q.where(
-            Blocker.due_at < now, Blocker.state.in_(("assigned", "supervised", "deadline"))
-        )
+        open_q.where(Blocker.due_at <= now, Blocker.state.in_(OVERDUE_STATES))
     ).one()
     escalated = session.exec(open_q.where(Blocker.escalation_level > 0)).one()
     return ProjectOut(

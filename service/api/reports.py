@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlmodel import select
 
-from service.api.blocker_views import OVERDUE_STATES, visibility_clause
+from service.api.blocker_views import visibility_clause
 from service.api.common import ERROR_RESPONSES
 from service.api.projects import CLOSED_STATES, project_light
 from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Event, Project, Unit
+from service.models.blocker import is_overdue
 from service.problems import Problem
 
 router = APIRouter(
@@ -169,9 +170,7 @@ def project_report(request: Request, session: ReadSession, caller: Caller) -> li
     for blocker in session.exec(query):
         c = counts[blocker.project_id]
         c[0] += 1
-        c[1] += int(
-            bool(blocker.due_at and blocker.state in OVERDUE_STATES and now > blocker.due_at)
-        )
+        c[1] += int(is_overdue(blocker, now))
         c[2] += int(blocker.escalation_level > 0)
     projects = session.exec(
         select(Project, Unit).join(Unit, Unit.id == Project.county_unit_id).order_by(Project.id)

@@ -12,6 +12,15 @@ from service.models.types import JSONType, UTCDateTime, utcnow
 AUTHORITY_LEVELS = ("county", "city", "province")
 
 
+# Overdue: still open and unresolved with the deadline instant reached. At `due_at` itself
+# the deadline timer fires (state `deadline`), so the blocker is overdue from that instant.
+OVERDUE_STATES = ("assigned", "supervised", "deadline")
+
+
+def is_overdue(blocker: Blocker, now: datetime) -> bool:
+    return bool(blocker.due_at and blocker.state in OVERDUE_STATES and now >= blocker.due_at)
+
+
 class Blocker(SQLModel, table=True):
     __tablename__ = "blockers"
     __table_args__ = (

@@ -46,7 +46,7 @@ def test_reminder_is_mailed_in_utf8(db, clock, sink, smtp_port):
     (envelope,) = sink.envelopes
     assert envelope.rcpt_tos == ["duban@example.gov.cn", "leader@example.gov.cn"]
     mail = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-    assert mail["Subject"].startswith("【逾期升级】第1号事项")
+    assert mail["Subject"].startswith("【升级督办】第1号事项")  # no reason given
     assert mail["Message-ID"] == f"<{row.delivery_id}@duban>"
     assert "http://127.0.0.1:8000/blockers/1" in mail.get_content()
 

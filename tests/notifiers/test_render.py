@@ -65,6 +65,24 @@ def test_deadline_wording():
     assert "请于 2025-03-04 18:00 前登录督办平台签收" in ack.text
 
 
+def test_escalations_are_headed_by_why_and_finished_work_is_not_overdue():
+    for reason, heading, why in (
+        ("overdue", "【逾期升级】", "因逾期未办结"),
+        ("unacknowledged", "【未签收升级】", "因逾期未签收"),
+        ("requested", "【申请提级协调】", "因责任单位申请市级层面协调"),
+        ("authority", "【提级督办】", "因按事权分级须由上级协调解决"),
+        ("something_new", "【升级督办】", "因督办需要"),
+    ):
+        message = render("escalated", blocker_context(1, level=1, reason=reason), BASE)
+        assert message.title.startswith(heading) and why in message.text, (reason, message.text)
+        assert reason not in message.text
+    # Resolved on time, then verified and closed days later: not "overdue".
+    for state in ("resolved", "verified", "closed"):
+        late = blocker_context(1, state=state, working_days_left=-3, overdue=False)
+        assert "已逾期" not in render("closed", late, BASE).text
+        assert "（已办结）" in render("verify_reminder", late, BASE).text
+
+
 def test_digest_merges_mentions_and_links():
     entries = [
         ("assigned", blocker_context(1), ["13800000001"]),

@@ -254,3 +254,21 @@ def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
         tf_key = create_key(client, "pds-zb")
         queue = ok(client.get("/api/v1/escalations", headers=tf_key))["items"]
         assert [q["level"] for q in queue] == [1, 1]
+
+
+def test_overdue_from_the_instant_the_deadline_fires(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=2)["id"]  # due 2026-03-04T23:59:59+08:00
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+
+        def seen() -> tuple[str, bool, list[int], str]:
+            b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+            late = ok(client.get("/api/v1/blockers?overdue=true", headers=ADMIN))["items"]
+            light = ok(client.get("/api/v1/projects/P1", headers=ADMIN))["light"]
+            return b["state"], b["overdue"], [x["id"] for x in late], light
+
+        set_clock(client, "2026-03-04T23:59:58+08:00")
+        assert seen() == ("supervised", False, [], "green")
+        set_clock(client, "2026-03-04T23:59:59+08:00")
+        assert seen() == ("deadline", True, [bid], "red")
