@@ -11,6 +11,7 @@ from tests.helpers import (
     create_project,
     make_client,
     ok,
+    set_clock,
 )
 
 
@@ -140,3 +141,63 @@ def test_clock_advances_by_any_iso_8601_duration(sqlite_url):
             r = client.post("/api/v1/admin/clock", json={"advance": bad}, headers=ADMIN)
             assert r.status_code == 422 and "advance" in r.json()["detail"], (bad, r.text)
         assert ok(client.get("/api/v1/admin/clock", headers=ADMIN))["now"] == steps[-1][1]
+
+
+def test_unit_rates_count_blockers_over_the_period(db_url):
+    """按期办结率, 响应率 and the rest over 9–31 March, worked out by hand below."""
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+
+        def new(project: str, unit: str, days: int) -> int:
+            bid = create_blocker(client, project)["id"]
+            body = {"unit": unit, "deadline": {"working_days": days}}
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN))
+            return bid
+
+        def act(bid: int, action: str, **body) -> None:
+            ok(client.post(f"/api/v1/blockers/{bid}/{action}", json=body, headers=ADMIN))
+
+        # Before the period (Mon 2 March): Z1 assigned, acknowledged and resolved on time;
+        # Q1 assigned to a department that then does nothing in the period.
+        z1 = new("P1", "wy", 3)
+        act(z1, "acknowledge")
+        act(z1, "report_resolved", note="已解决")
+        act(new("P1", "wy-zrzy", 20), "acknowledge")
+        set_clock(client, "2026-03-06T09:30:00+08:00")
+        z3 = new("P1", "wy", 10)  # assigned Friday, acknowledged on time inside the period
+        set_clock(client, "2026-03-09T00:30:00+08:00")
+        act(z3, "acknowledge")
+        set_clock(client, "2026-03-09T09:30:00+08:00")
+        z2, w1, w2 = new("P1", "wy", 5), new("P1", "wy", 5), new("P1", "wy", 2)
+        h1, h2 = new("P2", "hj", 5), new("P2", "hj", 2)  # h2 is never acknowledged
+        for bid in (z2, w1, w2, h1):
+            act(bid, "acknowledge")
+        act(w1, "report_resolved", note="已解决")
+        act(h1, "report_resolved", note="已解决")
+        set_clock(client, "2026-03-10T09:30:00+08:00")
+        act(z1, "verify", satisfied=True, note="满意")
+        act(z1, "close")
+        act(h1, "verify", satisfied=False, note="企业不满意")
+        act(h1, "report_resolved", note="已整改")
+        act(h1, "verify", satisfied=True, note="满意")
+        set_clock(client, "2026-03-12T09:30:00+08:00")  # w2 and h2 passed 11 March
+        act(w2, "report_resolved", note="逾期后办结")
+
+        rows = ok(client.get("/api/v1/reports/units?from=2026-03-09&to=2026-03-31", headers=ADMIN))
+        got = {r["unit"]: r for r in rows}
+        keys = ("assigned", "acknowledged_on_time", "resolved", "resolved_on_time", "overdue",
+                "returned", "verifications", "response_rate", "on_time_rate",
+                "satisfaction_rate", "average_days_to_close", "open_blockers", "rank")
+        table = {unit: tuple(got[unit][k] for k in keys) for unit in got}
+        assert table == {
+            # z2 w1 w2 assigned and acknowledged on time (z3's acknowledgement belongs to an
+            # assignment before the period); w1 resolved in time, w2 after its deadline: 1/2;
+            # z1 verified and closed 8 days after its assignment.
+            "wy": (3, 3, 2, 1, 1, 0, 1, 1.0, 0.5, 1.0, 8.0, 4, 1),
+            # h1 acknowledged, h2 not: 1/2; h1 resolved in time twice (one blocker), h2 late.
+            "hj": (2, 1, 1, 1, 1, 1, 2, 0.5, 0.5, 0.5, None, 2, 2),
+            # nothing in the period, one open blocker: listed, unranked rates, last.
+            "wy-zrzy": (0, 0, 0, 0, 0, 0, 0, None, None, None, None, 1, 3),
+        }
