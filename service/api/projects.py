@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from service.api.blocker_views import blocker_out
 from service.api.common import (
@@ -24,7 +24,7 @@ from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Officer, Project, Unit
-from service.models.blocker import OVERDUE_STATES
+from service.models.blocker import OVERDUE_STATES, is_overdue
 from service.problems import Problem
 
 router = APIRouter(
@@ -69,26 +69,47 @@ class ProjectOut(BaseModel):
     created_at: str | None
 
 
-def project_light(open_count: int, overdue_count: int, escalated: int) -> str:
-    """红黄绿灯: red when something is overdue and escalated, yellow at risk, else green."""
-    if overdue_count and escalated:
-        return "red"
-    if overdue_count or escalated:
-        return "yellow"
-    return "green"
+AT_RISK_WORKING_DAYS = 3  # the first deadline reminder's horizon
+LIGHTS = ("green", "yellow", "red")
+
+
+class Lights:
+    """红黄绿灯 (seed 001) from a project's open blockers: red when one is overdue; yellow
+    when one is at risk — due within 3 working days, or escalated above the level its
+    authority starts it at (not acknowledged, stuck, asked for help); else green."""
+
+    def __init__(self, request: Request, session: Session) -> None:
+        ctx = request.app.state.ctx
+        self.now, self.workflows = ctx.clock.now(), ctx.workflows
+        self.cal = ctx.calendars.get(session)
+        self.today = self.cal.local_date(self.now)
+
+    def of(self, blocker: Blocker) -> int:
+        """0 green, 1 yellow, 2 red."""
+        if is_overdue(blocker, self.now):
+            return 2
+        workflow = self.workflows.get(blocker.workflow)
+        top = workflow.definition.top_level if workflow else 3
+        start = {"city": 1, "province": top}.get(blocker.authority_level, 0)
+        if blocker.escalation_level > start:
+            return 1
+        if blocker.state in OVERDUE_STATES and blocker.deadline is not None:
+            left = self.cal.working_days_between(self.today, blocker.deadline)
+            return int(left <= AT_RISK_WORKING_DAYS)
+        return 0
 
 
 def project_out(session: Session, project: Project, request: Request) -> ProjectOut:
     county = session.get(Unit, project.county_unit_id)
-    now = request.app.state.ctx.clock.now()
-    open_q = select(func.count()).where(
-        Blocker.project_id == project.id, Blocker.state.not_in(CLOSED_STATES)
+    lights = Lights(request, session)
+    open_blockers = list(
+        session.exec(
+            select(Blocker).where(
+                Blocker.project_id == project.id, Blocker.state.not_in(CLOSED_STATES)
+            )
+        )
     )
-    open_count = session.exec(open_q).one()
-    overdue = session.exec(
-        open_q.where(Blocker.due_at <= now, Blocker.state.in_(OVERDUE_STATES))
-    ).one()
-    escalated = session.exec(open_q.where(Blocker.escalation_level > 0)).one()
+    signals = [lights.of(b) for b in open_blockers]
     return ProjectOut(
         id=project.id,
         code=project.code,
@@ -100,9 +121,9 @@ def project_out(session: Session, project: Project, request: Request) -> Project
         total_investment=float(project.total_investment)
         if project.total_investment is not None
         else None,
-        light=project_light(open_count, overdue, escalated),
-        open_blockers=open_count,
-        overdue_blockers=overdue,
+        light=LIGHTS[max(signals, default=0)],
+        open_blockers=len(open_blockers),
+        overdue_blockers=sum(is_overdue(b, lights.now) for b in open_blockers),
         created_at=local_iso(project.created_at, request.app.state.settings.tz),
     )
 

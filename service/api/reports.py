@@ -12,7 +12,7 @@ from sqlmodel import func, select
 
 from service.api.blocker_views import visibility_clause
 from service.api.common import ERROR_RESPONSES
-from service.api.projects import CLOSED_STATES, project_light
+from service.api.projects import CLOSED_STATES, LIGHTS, Lights
 from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Event, Project, Unit
 from service.models.blocker import is_overdue
@@ -233,12 +233,14 @@ def project_report(request: Request, session: ReadSession, caller: Caller) -> li
     clause = visibility_clause(caller)
     if clause is not None:
         query = query.where(clause)
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    lights = Lights(request, session)
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for blocker in session.exec(query):
         c = counts[blocker.project_id]
         c[0] += 1
         c[1] += int(is_overdue(blocker, now))
         c[2] += int(blocker.escalation_level > 0)
+        c[3] = max(c[3], lights.of(blocker))
     projects = session.exec(
         select(Project, Unit).join(Unit, Unit.id == Project.county_unit_id).order_by(Project.id)
     )
@@ -246,13 +248,13 @@ def project_report(request: Request, session: ReadSession, caller: Caller) -> li
     for project, county in projects:
         if not caller.sees_path(county.path) and project.id not in counts:
             continue
-        o, late, esc = counts.get(project.id, [0, 0, 0])
+        o, late, esc, light = counts.get(project.id, [0, 0, 0, 0])
         out.append(
             ProjectReport(
                 project=project.code,
                 name=project.name,
                 county=county.code,
-                light=project_light(o, late, esc),
+                light=LIGHTS[light],
                 open_blockers=o,
                 overdue_blockers=late,
                 escalated_blockers=esc,

@@ -201,3 +201,35 @@ def test_unit_rates_count_blockers_over_the_period(db_url):
             # nothing in the period, one open blocker: listed, unranked rates, last.
             "wy-zrzy": (0, 0, 0, 0, 0, 0, 0, None, None, None, None, 1, 3),
         }
+
+
+def test_project_lights_show_risk_not_authority(db_url):
+    """红黄绿灯: a city-authority blocker on schedule is green; yellow when due within 3
+    working days or escalated above its starting level; red once overdue."""
+    with make_client(db_url) as client:
+        city(client)
+        for code in ("P1", "P2"):
+            create_project(client, code, "wy")
+
+        def light(code: str) -> tuple[str, str]:
+            one = ok(client.get(f"/api/v1/projects/{code}", headers=ADMIN))["light"]
+            listed = ok(client.get("/api/v1/reports/projects", headers=ADMIN))
+            return one, next(p["light"] for p in listed if p["project"] == code)
+
+        city_level = create_blocker(client, "P1", authority_level="city")["id"]
+        body = {"unit": "wy", "deadline": {"working_days": 20}}
+        b = ok(client.post(f"/api/v1/blockers/{city_level}/assign", json=body, headers=ADMIN))
+        assert b["escalation_level"] == 1 and light("P1") == ("green", "green")
+        ok(client.post(f"/api/v1/blockers/{city_level}/request_escalation",
+                       json={"reason": "需市级层面协调"}, headers=ADMIN))
+        assert light("P1") == ("yellow", "yellow")
+        # Assigned Monday 2 March with 5 working days: due Monday 9 March.
+        soon = create_blocker(client, "P2")["id"]
+        body = {"unit": "wy", "deadline": {"working_days": 5}}
+        ok(client.post(f"/api/v1/blockers/{soon}/assign", json=body, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{soon}/acknowledge", json={}, headers=ADMIN))
+        assert light("P2") == ("green", "green")
+        set_clock(client, "2026-03-04T09:30:00+08:00")  # 3 working days left
+        assert light("P2") == ("yellow", "yellow")
+        set_clock(client, "2026-03-10T09:30:00+08:00")
+        assert light("P2") == ("red", "red")

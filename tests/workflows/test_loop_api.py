@@ -269,6 +269,6 @@ def test_overdue_from_the_instant_the_deadline_fires(db_url):
             return b["state"], b["overdue"], [x["id"] for x in late], light
 
         set_clock(client, "2026-03-04T23:59:58+08:00")
-        assert seen() == ("supervised", False, [], "green")
+        assert seen() == ("supervised", False, [], "yellow")  # due today: at risk
         set_clock(client, "2026-03-04T23:59:59+08:00")
         assert seen() == ("deadline", True, [bid], "red")
