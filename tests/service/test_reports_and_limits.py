@@ -171,7 +171,8 @@ def test_unit_rates_count_blockers_over_the_period(db_url):
         act(z3, "acknowledge")
         set_clock(client, "2026-03-09T09:30:00+08:00")
         z2, w1, w2 = new("P1", "wy", 5), new("P1", "wy", 5), new("P1", "wy", 2)
-        h1, h2 = new("P2", "hj", 5), new("P2", "hj", 2)  # h2 is never acknowledged
+        h1 = new("P2", "hj", 5)
+        new("P2", "hj", 2)  # h2: never acknowledged
         for bid in (z2, w1, w2, h1):
             act(bid, "acknowledge")
         act(w1, "report_resolved", note="已解决")
