@@ -24,7 +24,7 @@ from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Blocker, Officer, Project, Unit
-from service.models.blocker import OVERDUE_STATES, is_overdue
+from service.models.blocker import CLOSED_STATES, OVERDUE_STATES, is_overdue
 from service.problems import Problem
 
 router = APIRouter(
@@ -33,8 +33,6 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
     route_class=UnitOfWorkRoute,
 )
-
-CLOSED_STATES = ("closed", "withdrawn")
 
 
 class ProjectCreate(Strict):

@@ -15,6 +15,7 @@ AUTHORITY_LEVELS = ("county", "city", "province")
 # Overdue: still open and unresolved with the deadline instant reached. At `due_at` itself
 # the deadline timer fires (state `deadline`), so the blocker is overdue from that instant.
 OVERDUE_STATES = ("assigned", "supervised", "deadline")
+CLOSED_STATES = ("closed", "withdrawn")  # finished; every other state is open
 
 
 def is_overdue(blocker: Blocker, now: datetime) -> bool:

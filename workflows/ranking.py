@@ -1,0 +1,158 @@
+"""通报排名: per responsible unit, what its blockers did over a period, and the ranking.
+
+Counts are of blockers, not of events. Shared by `GET /api/v1/reports/units` and the
+monthly briefing (`workflows/briefing.py`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlmodel import Session, func, select
+
+from service.models import Blocker, Event, Unit
+from service.models.blocker import CLOSED_STATES
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+class _Tally:
+    """What one unit's blockers did in the period, blocker by blocker."""
+
+    def __init__(self) -> None:
+        self.assigned: set[int] = set()
+        self.acked_on_time: set[int] = set()
+        self.resolved: set[int] = set()
+        self.resolved_in_time: set[int] = set()
+        self.late: set[int] = set()
+        self.verifications = self.satisfied = 0
+        self.close_days: list[float] = []
+
+    def counts(self) -> dict[str, int]:
+        came_due = self.resolved_in_time | self.late
+        return {
+            "assigned": len(self.assigned),
+            "acknowledged_on_time": len(self.acked_on_time),
+            "resolved": len(self.resolved),
+            "resolved_on_time": len(self.resolved_in_time - self.late),
+            "overdue": len(self.late),
+            "returned": self.verifications - self.satisfied,
+            "verified_satisfied": self.satisfied,
+            "verifications": self.verifications,
+            "_came_due": len(came_due),
+        }
+
+
+def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int, _Tally]:
+    """Walk the events from `start` on (later ones only settle whether an assignment made in
+    the period was acknowledged on time) of the blockers `clause` admits."""
+    query = (
+        select(Event, Blocker.unit_id)
+        .join(Blocker, Blocker.id == Event.blocker_id)
+        .where(Event.at >= start, Blocker.unit_id.is_not(None))
+        .order_by(Event.blocker_id, Event.seq)
+    )
+    if clause is not None:
+        query = query.where(clause)
+    tallies: dict[int, _Tally] = defaultdict(_Tally)
+    waiting_ack: dict[int, bool] = {}  # blocker → assigned in the period, ack-by not yet missed
+    closed: dict[int, tuple[int, datetime]] = {}
+    for event, unit_id in session.exec(query):
+        t, bid, inside = tallies[unit_id], event.blocker_id, event.at < end
+        action = event.action
+        if action == "assign" and inside:
+            t.assigned.add(bid)
+            waiting_ack[bid] = True
+        elif action == "acknowledge_missed":
+            waiting_ack[bid] = False
+        elif action == "acknowledge" and waiting_ack.pop(bid, False):
+            t.acked_on_time.add(bid)
+        if not inside:
+            continue
+        if action == "report_resolved":
+            t.resolved.add(bid)
+            if event.state_before != "deadline":
+                t.resolved_in_time.add(bid)
+        elif action == "deadline_passed":
+            t.late.add(bid)
+        elif action == "verify":
+            t.verifications += 1
+            t.satisfied += event.payload.get("satisfied") is True
+        elif action == "close":
+            closed[bid] = (unit_id, event.at)
+    if closed:
+        first_assign = dict(
+            session.exec(
+                select(Event.blocker_id, func.min(Event.at))
+                .where(Event.blocker_id.in_(list(closed)), Event.action == "assign")
+                .group_by(Event.blocker_id)
+            ).all()
+        )
+        for bid, (unit_id, at) in closed.items():
+            if bid in first_assign:
+                days = (at - first_assign[bid]).total_seconds() / 86400
+                tallies[unit_id].close_days.append(days)
+    return tallies
+
+
+def unit_ranking(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    clause: ColumnElement[bool] | None = None,
+    level: str | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for [start, end) of the units whose blockers `clause` admits (None: all), ranked
+    by on-time rate, then response rate, then fewest overdue; units with open blockers are
+    listed even when nothing happened to them (their rates are None; they rank last)."""
+    tallies = _tally(session, start, end, clause)
+    open_q = (
+        select(Blocker.unit_id, func.count())
+        .where(Blocker.unit_id.is_not(None), Blocker.state.not_in(CLOSED_STATES))
+        .group_by(Blocker.unit_id)
+    )
+    if clause is not None:
+        open_q = open_q.where(clause)
+    open_now = dict(session.exec(open_q).all())
+    unit_ids = set(tallies) | set(open_now)
+    units = {u.id: u for u in session.exec(select(Unit).where(Unit.id.in_(list(unit_ids))))}
+    rows = []
+    for unit_id in unit_ids:
+        unit = units.get(unit_id)
+        if unit is None or (level and unit.level != level):
+            continue
+        t = tallies.get(unit_id) or _Tally()
+        n = t.counts()
+        came_due = n.pop("_came_due")
+        days = t.close_days
+        rows.append(
+            {
+                "unit_id": unit.id,
+                "unit": unit.code,
+                "name": unit.name,
+                "level": unit.level,
+                **n,
+                "response_rate": _rate(n["acknowledged_on_time"], n["assigned"]),
+                "on_time_rate": _rate(n["resolved_on_time"], came_due),
+                "satisfaction_rate": _rate(n["verified_satisfied"], n["verifications"]),
+                "average_days_to_close": round(sum(days) / len(days), 2) if days else None,
+                "open_blockers": open_now.get(unit_id, 0),
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            r["on_time_rate"] is None,
+            -(r["on_time_rate"] or 0),
+            -(r["response_rate"] or 0),
+            r["overdue"],
+            r["unit"],
+        )
+    )
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows
