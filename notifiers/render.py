@@ -34,6 +34,8 @@ TEMPLATE_KINDS = (
     "daily_digest",
     "digest",
 )
+# Messages about units rather than blockers.
+REPORT_KINDS = ("monthly_briefing",)
 
 _env = Environment(
     loader=FileSystemLoader(str(TEMPLATE_DIR)),
@@ -50,7 +52,7 @@ class UnknownTemplate(LookupError):
 
 
 def _template(kind: str) -> Template:
-    if kind.startswith("_") or kind not in TEMPLATE_KINDS:
+    if kind.startswith("_") or kind not in TEMPLATE_KINDS + REPORT_KINDS:
         raise UnknownTemplate(f"no template for notification kind {kind!r}")
     try:
         return _env.get_template(f"{kind}.j2")
@@ -128,6 +130,9 @@ def render(
             "overdue_count": sum(1 for item in items if item["overdue"]),
         }
         link = f"{base_url.rstrip('/')}/blockers"
+    elif kind in REPORT_KINDS:
+        variables["c"] = {"rows": [], "last": None, "month": "", "units": 0, **context}
+        link = f"{base_url.rstrip('/')}/reports/units"
     else:
         view = _view(context, base_url, kind)
         variables["c"] = view

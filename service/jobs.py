@@ -11,6 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 
 from notifiers.dispatcher import Dispatcher
+from workflows.briefing import enqueue_monthly_briefing
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.sweep import sweep_once
 from workflows.timers import next_due
@@ -45,6 +46,7 @@ class Jobs:
                 self.app.state.metrics.timers_fired.inc(fired)
             with db.unit_of_work() as session:
                 enqueue_daily_digests(session, ctx)
+                enqueue_monthly_briefing(session, ctx)
             if lock is None:
                 self.wake_at_next_due()
         except Exception:

@@ -19,3 +19,5 @@ class EngineContext:
     office_close: str = "18:00"
     # Set on PostgreSQL: rows are locked with SELECT … FOR UPDATE.
     lock_rows: bool = False
+    # Months ("2026-03") whose briefing this process has written or found written.
+    briefed: set[str] = field(default_factory=set)

@@ -15,6 +15,7 @@ from service.auth import require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
+from workflows.briefing import enqueue_monthly_briefing
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.rescheduling import move_deadlines
 from workflows.sweep import advance_clock
@@ -110,6 +111,7 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     fired = advance_clock(db, ctx, target)
     with db.unit_of_work() as session:
         enqueue_daily_digests(session, ctx)
+        enqueue_monthly_briefing(session, ctx)
         state = session.get(ClockState, 1)
         if state is None:
             session.add(ClockState(id=1, now=clock.now()))

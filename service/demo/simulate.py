@@ -13,6 +13,7 @@ from service.demo import city
 from service.demo.seed import World
 from service.models import Blocker, Project, Unit
 from workflows import engine
+from workflows.briefing import enqueue_monthly_briefing
 from workflows.context import EngineContext
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.sweep import advance_clock
@@ -184,6 +185,7 @@ class Simulation:
                 advance_clock(self.db, self.ctx, cal.at_local(day, hhmm))
                 with self.db.unit_of_work() as session:
                     enqueue_daily_digests(session, self.ctx)
+                    enqueue_monthly_briefing(session, self.ctx)
                     self.new_blockers(session, arrivals)
                     self.act(session)
             self.days += 1

@@ -195,6 +195,41 @@ def test_oversized_messages_are_cut_with_ellipsis_and_link(platform, kind, menti
         assert fake.effective[-1] == list(mentions)
 
 
+def briefing_context(units: int, times: int) -> dict[str, Any]:
+    rows = [
+        {"rank": n, "unit_id": n, "name": f"第{n}县人民政府", "assigned": 3, "overdue": n % 3,
+         "open_blockers": 4, "on_time_rate": "66.7%", "response_rate": "100.0%",
+         "satisfaction_rate": "—"}
+        for n in range(1, units + 1)
+    ]
+    last = {"name": rows[-1]["name"], "unit_id": units, "times": times}
+    return {"month": "2026年3月", "units": units, "rows": rows, "last": last, "unit_name": "市综合专班"}
+
+
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
+@pytest.mark.parametrize("units", [2, 30])
+def test_the_monthly_briefing_reaches_every_chat_platform(platform, units, clock):
+    name, fake, channel = platform
+    notifier = notifiers_on(clock)[name]
+    message = render("monthly_briefing", briefing_context(units, 1), BASE)
+    outcome = send(notifier, channel, message)
+    assert outcome.ok, outcome.reason
+    content = fake.messages[-1].content
+    assert "2026年3月" in content and f"{BASE}/reports/units" in content
+    assert f"第{units}县人民政府排名末位，予以通报批评。" in content or "…" in content
+
+
+def test_the_briefing_escalates_the_wording_for_repeated_last_places():
+    said = {
+        times: render("monthly_briefing", briefing_context(3, times), BASE).text
+        for times in (1, 2, 3, 5)
+    }
+    assert said[1].count("约谈") == 0 and "通报批评。" in said[1]
+    assert "连续 2 个月排名末位，由分管领导约谈。" in said[2]
+    assert "连续 3 个月排名末位，由主要领导约谈。" in said[3]
+    assert "连续 5 个月排名末位，由主要领导约谈。" in said[5]
+
+
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[SmtpSink, int]]:
     sink = SmtpSink()

@@ -12,6 +12,7 @@ from tests.helpers import (
     create_project,
     make_client,
     ok,
+    set_clock,
 )
 from tests.notifiers.fakes import WebhookReceiver, WeComRobot
 
@@ -132,3 +133,51 @@ def test_daily_digest_at_nine_on_working_days_once(db_url):
         daily = [m for m in wecom.messages if "每日督办" in (m.title + m.content)]
         assert len(daily) == 1 and daily[0].robot == "k-wy"
         assert "限期2个工作日的问题" in daily[0].content and "限期20个工作日的问题" not in daily[0].content
+
+
+def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
+    with WeComRobot({"k-wy", "k-hj", "k-zb"}) as wecom, make_client(db_url) as client:
+        city(client)
+        for unit, key in (("wy", "k-wy"), ("hj", "k-hj"), ("xx-zb", "k-zb")):
+            ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom", "url": wecom.url(key)},
+                           headers=ADMIN), 201)
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+
+        def month_of_work() -> None:
+            """wy acknowledges and resolves in time; hj never acknowledges and runs late."""
+            for project, unit in (("P1", "wy"), ("P2", "hj")):
+                bid = create_blocker(client, project)["id"]
+                ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 2}},
+                               headers=ADMIN))
+                if unit == "wy":
+                    ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+                    ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
+
+        def briefings() -> list:
+            dispatcher = make_dispatcher(client.app)
+            try:
+                for _ in range(3):
+                    dispatcher.dispatch_once()
+            finally:
+                dispatcher.close()
+            return [m for m in wecom.messages if "月度督办通报" in m.content]
+
+        month_of_work()
+        set_clock(client, "2026-04-01T08:00:00+08:00")  # the first working day, before 09:00
+        assert briefings() == []
+        set_clock(client, "2026-04-01T09:30:00+08:00")
+        advance(client, "PT1H")  # again: still once
+        march = briefings()
+        assert sorted(m.robot for m in march) == ["k-hj", "k-wy", "k-zb"]
+        text = march[0].content
+        assert "【月度督办通报】2026年3月责任单位排名" in text
+        assert text.index("原阳县人民政府") < text.index("获嘉县人民政府")
+        assert "获嘉县人民政府排名末位，予以通报批评。" in text and "约谈" not in text
+        month_of_work()
+        set_clock(client, "2026-05-08T10:00:00+08:00")  # after the May Day holiday
+        april = briefings()[3:]
+        assert len(april) == 3 and all("2026年4月" in m.content for m in april)
+        assert "获嘉县人民政府排名末位，予以通报批评；连续 2 个月排名末位，由分管领导约谈。" in april[0].content
+        rows = ok(client.get("/api/v1/notifications?status=sent&limit=500", headers=ADMIN))["items"]
+        assert sum(n["kind"] == "monthly_briefing" for n in rows) == 6

@@ -1,0 +1,142 @@
+"""The monthly briefing (月度督办通报, seed 004): from 09:00 on the first working day of a
+month, the ranking of the responsible units over the month before, sent to the chat groups
+of every ranked unit and of their general taskforce.
+
+The unit ranked last (of those with anything to rank) is named for 通报批评; the same unit
+last in consecutive months is marked for 约谈 — twice by the leader in charge (分管领导约谈),
+three times or more by the principal leader (主要领导约谈). One row per channel and month,
+keyed by its delivery id, so it is never sent twice; a month missed while the service was
+down is sent when it comes back, within that month.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlmodel import Session, select
+
+from service.models import Channel, Notification, Unit, WebhookSubscription
+from workflows import ladder
+from workflows.context import EngineContext
+from workflows.ranking import unit_ranking
+
+BRIEFING_AT = "09:00"
+CHAT_KINDS = ("wecom", "dingtalk", "feishu", "email")
+LISTED = 30  # rows in the message; the full ranking is GET /api/v1/reports/units
+
+
+def _month_before(day: date, months: int = 1) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:
+    start = datetime.combine(first, time.min, tz)
+    end = datetime.combine(_month_before(first, -1), time.min, tz)
+    rows = unit_ranking(session, start, end)
+    return [r for r in rows if r["on_time_rate"] is not None or r["response_rate"] is not None]
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def briefing_context(session: Session, month: date, tz) -> dict[str, Any] | None:
+    """What the briefing of `month` (its first day) says; None when nothing was ranked."""
+    rows = _ranking(session, month, tz)
+    if not rows:
+        return None
+    last = rows[-1] if len(rows) > 1 else None
+    times = 0
+    if last is not None:
+        times = 1
+        while times < 12:
+            earlier = _ranking(session, _month_before(month, times), tz)
+            if len(earlier) < 2 or earlier[-1]["unit_id"] != last["unit_id"]:
+                break
+            times += 1
+    return {
+        "month": f"{month.year}年{month.month}月",
+        "units": len(rows),
+        "rows": [
+            {
+                "rank": r["rank"],
+                "unit_id": r["unit_id"],
+                "name": r["name"],
+                "assigned": r["assigned"],
+                "overdue": r["overdue"],
+                "open_blockers": r["open_blockers"],
+                "on_time_rate": _percent(r["on_time_rate"]),
+                "response_rate": _percent(r["response_rate"]),
+                "satisfaction_rate": _percent(r["satisfaction_rate"]),
+            }
+            for r in rows
+        ][:LISTED],
+        "last": {"name": last["name"], "unit_id": last["unit_id"], "times": times}
+        if last
+        else None,
+    }
+
+
+def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
+    """Write last month's briefing once its time has come, if not written yet."""
+    now = ctx.clock.now()
+    cal = ctx.calendars.get(session)
+    today = cal.local_date(now)
+    first_working = cal.next_working_day(today.replace(day=1), include_self=True)
+    month = _month_before(today)
+    key = f"{month:%Y-%m}"
+    if key in ctx.briefed or today < first_working:
+        return 0
+    if today == first_working and now < cal.at_local(today, BRIEFING_AT):
+        return 0
+    context = briefing_context(session, month, cal.tz)
+    written = 0
+    if context is not None:
+        ranked = [session.get(Unit, r["unit_id"]) for r in context["rows"]]
+        units = {u.id: u for u in ranked if u is not None}
+        for unit in list(units.values()):
+            taskforce = ladder.general_taskforce(session, unit)
+            units.setdefault(taskforce.id, taskforce)
+        written = _write(session, context, units, key, now)
+    ctx.briefed.add(key)
+    return written
+
+
+def _write(session: Session, context: dict, units: dict[int, Unit], key: str, now) -> int:
+    webhook_channels = select(WebhookSubscription.channel_id).where(
+        WebhookSubscription.channel_id.is_not(None)
+    )
+    channels = session.exec(
+        select(Channel)
+        .where(
+            Channel.enabled == True,  # noqa: E712
+            Channel.kind.in_(CHAT_KINDS),
+            Channel.unit_id.in_(list(units)),
+            Channel.id.not_in(webhook_channels),
+        )
+        .order_by(Channel.id)
+    )
+    written = 0
+    for channel in list(channels):
+        delivery_id = f"briefing-{key}-{channel.id}"
+        if session.exec(
+            select(Notification.id).where(Notification.delivery_id == delivery_id)
+        ).first():
+            continue
+        session.add(
+            Notification(
+                blocker_id=None,
+                channel_id=channel.id,
+                kind="monthly_briefing",
+                event_type="briefing.monthly",
+                delivery_id=delivery_id,
+                context={**context, "unit_name": units[channel.unit_id].name},
+                not_before=now,
+                created_at=now,
+            )
+        )
+        written += 1
+    session.flush()
+    return written
