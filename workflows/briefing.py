@@ -14,15 +14,15 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from service.models import Channel, Notification, Unit, WebhookSubscription
+from service.models import Unit
 from workflows import ladder
 from workflows.context import EngineContext
+from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranking import unit_ranking
 
 BRIEFING_AT = "09:00"
-CHAT_KINDS = ("wecom", "dingtalk", "feishu", "email")
 LISTED = 30  # rows in the message; the full ranking is GET /api/v1/reports/units
 
 
@@ -105,37 +105,19 @@ def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
 
 
 def _write(session: Session, context: dict, units: dict[int, Unit], key: str, now) -> int:
-    webhook_channels = select(WebhookSubscription.channel_id).where(
-        WebhookSubscription.channel_id.is_not(None)
-    )
-    channels = session.exec(
-        select(Channel)
-        .where(
-            Channel.enabled == True,  # noqa: E712
-            Channel.kind.in_(CHAT_KINDS),
-            Channel.unit_id.in_(list(units)),
-            Channel.id.not_in(webhook_channels),
-        )
-        .order_by(Channel.id)
-    )
     written = 0
-    for channel in list(channels):
+    for channel in chat_channels(session, units):
         delivery_id = f"briefing-{key}-{channel.id}"
-        if session.exec(
-            select(Notification.id).where(Notification.delivery_id == delivery_id)
-        ).first():
+        if already_written(session, delivery_id):
             continue
-        session.add(
-            Notification(
-                blocker_id=None,
-                channel_id=channel.id,
-                kind="monthly_briefing",
-                event_type="briefing.monthly",
-                delivery_id=delivery_id,
-                context={**context, "unit_name": units[channel.unit_id].name},
-                not_before=now,
-                created_at=now,
-            )
+        add_unit_message(
+            session,
+            channel,
+            kind="monthly_briefing",
+            event_type="briefing.monthly",
+            delivery_id=delivery_id,
+            context={**context, "unit_name": units[channel.unit_id].name},
+            now=now,
         )
         written += 1
     session.flush()

@@ -10,10 +10,10 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from service.models import Blocker, Channel, Escalation, Notification, Unit, WebhookSubscription
+from service.models import Blocker, Escalation, Unit
 from workflows import ladder
 from workflows.context import EngineContext
-from workflows.outbox import message_context
+from workflows.outbox import add_unit_message, already_written, chat_channels, message_context
 from workflows.world import World
 
 DIGEST_AT = "09:00"
@@ -54,22 +54,10 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
     if not cal.is_working_day(today) or now < cal.at_local(today, DIGEST_AT):
         return 0
     horizon = cal.end_of_day(cal.add_working_days(today, 3))
-    subscription_channels = select(WebhookSubscription.channel_id).where(
-        WebhookSubscription.channel_id.is_not(None)
-    )
-    channels = session.exec(
-        select(Channel).where(
-            Channel.enabled == True,  # noqa: E712
-            Channel.kind.in_(("wecom", "dingtalk", "feishu", "email")),
-            Channel.id.not_in(subscription_channels),
-        )
-    )
     written = 0
-    for channel in list(channels):
+    for channel in chat_channels(session):
         delivery_id = f"daily-{today.isoformat()}-{channel.id}"
-        if session.exec(
-            select(Notification.id).where(Notification.delivery_id == delivery_id)
-        ).first():
+        if already_written(session, delivery_id):
             continue
         unit = session.get(Unit, channel.unit_id)
         if unit is None:
@@ -80,17 +68,14 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
             items = _items_for_unit(session, ctx, unit, now, horizon)
         if not items:
             continue
-        session.add(
-            Notification(
-                blocker_id=None,
-                channel_id=channel.id,
-                kind="daily_digest",
-                event_type="digest.daily",
-                delivery_id=delivery_id,
-                context={"items": items, "date": today.isoformat(), "unit_name": unit.name},
-                not_before=now,
-                created_at=now,
-            )
+        add_unit_message(
+            session,
+            channel,
+            kind="daily_digest",
+            event_type="digest.daily",
+            delivery_id=delivery_id,
+            context={"items": items, "date": today.isoformat(), "unit_name": unit.name},
+            now=now,
         )
         written += 1
     session.flush()

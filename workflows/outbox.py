@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from service.models import Notification, Unit
+from sqlmodel import Session, select
+
+from service.models import Channel, Notification, Unit, WebhookSubscription
 from service.models.blocker import is_overdue
 from service.models.types import utcnow
 from workflows.calendar import WorkingDayCalendar
@@ -149,3 +152,53 @@ def enqueue_webhooks(
             ),
         )
     return len(channels)
+
+
+CHAT_KINDS = ("wecom", "dingtalk", "feishu", "email")
+
+
+def chat_channels(session: Session, unit_ids: Iterable[int] | None = None) -> list[Channel]:
+    """Enabled chat channels (of `unit_ids`, or all) that are units' groups, not the
+    channels behind webhook subscriptions."""
+    subscription_channels = select(WebhookSubscription.channel_id).where(
+        WebhookSubscription.channel_id.is_not(None)
+    )
+    query = select(Channel).where(
+        Channel.enabled == True,  # noqa: E712
+        Channel.kind.in_(CHAT_KINDS),
+        Channel.id.not_in(subscription_channels),
+    )
+    if unit_ids is not None:
+        query = query.where(Channel.unit_id.in_(list(unit_ids)))
+    return list(session.exec(query.order_by(Channel.id)))
+
+
+def already_written(session: Session, delivery_id: str) -> bool:
+    """Whether a row with this delivery id exists: messages keyed by day or month."""
+    found = select(Notification.id).where(Notification.delivery_id == delivery_id)
+    return session.exec(found).first() is not None
+
+
+def add_unit_message(
+    session: Session,
+    channel: Channel,
+    *,
+    kind: str,
+    event_type: str,
+    delivery_id: str,
+    context: dict[str, Any],
+    now: datetime,
+) -> None:
+    """A message to a unit's group about no one blocker (a digest, a briefing)."""
+    session.add(
+        Notification(
+            blocker_id=None,
+            channel_id=channel.id,
+            kind=kind,
+            event_type=event_type,
+            delivery_id=delivery_id,
+            context=context,
+            not_before=now,
+            created_at=now,
+        )
+    )

@@ -17,6 +17,16 @@ from tests.helpers import (
 from tests.notifiers.fakes import WebhookReceiver, WeComRobot
 
 
+def deliver(client, rounds: int) -> None:
+    """What the dispatcher of `duban serve` does, `rounds` times over."""
+    dispatcher = make_dispatcher(client.app)
+    try:
+        for _ in range(rounds):
+            dispatcher.dispatch_once()
+    finally:
+        dispatcher.close()
+
+
 def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
     with (
         WeComRobot({"k-wy", "k-zb"}) as wecom,
@@ -79,12 +89,7 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
             )
         )
         advance(client, "P3D")  # past the deadline: escalated to the general taskforce
-        dispatcher = make_dispatcher(client.app)
-        try:
-            for _ in range(5):
-                dispatcher.dispatch_once()
-        finally:
-            dispatcher.close()
+        deliver(client, 5)
         groups = {m.robot for m in wecom.messages}
         assert groups == {"k-wy", "k-zb"}
         assigned = [m for m in wecom.messages if m.robot == "k-wy" and "交办" in m.content]
@@ -124,12 +129,7 @@ def test_daily_digest_at_nine_on_working_days_once(db_url):
         assert not [n for n in digests if n["kind"] == "daily_digest"]
         advance(client, "PT1H")  # 09:30 Monday
         advance(client, "PT1H")  # again the same day: still one
-        dispatcher = make_dispatcher(client.app)
-        try:
-            for _ in range(3):
-                dispatcher.dispatch_once()
-        finally:
-            dispatcher.close()
+        deliver(client, 3)
         daily = [m for m in wecom.messages if "每日督办" in (m.title + m.content)]
         assert len(daily) == 1 and daily[0].robot == "k-wy"
         assert "限期2个工作日的问题" in daily[0].content and "限期20个工作日的问题" not in daily[0].content
@@ -155,12 +155,7 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
                     ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
 
         def briefings() -> list:
-            dispatcher = make_dispatcher(client.app)
-            try:
-                for _ in range(3):
-                    dispatcher.dispatch_once()
-            finally:
-                dispatcher.close()
+            deliver(client, 3)
             return [m for m in wecom.messages if "月度督办通报" in m.content]
 
         month_of_work()
