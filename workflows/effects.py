@@ -19,7 +19,7 @@ from service.models import Blocker, Escalation, Officer, Unit
 from workflows.calendar import WorkingDayCalendar
 from workflows.context import EngineContext
 from workflows.definition import ActionSpec, Workflow
-from workflows.errors import InvalidPayload
+from workflows.errors import InvalidPayload, NotAllowed
 from workflows.outbox import enqueue_for_unit, message_context
 from workflows.world import World
 
@@ -168,6 +168,18 @@ def close_escalations(run: Run) -> None:
 
 
 def escalate(run: Run) -> None:
+    top = run.workflow.definition.top_level
+    if not getattr(run.actor, "is_system", False) and run.blocker.escalation_level >= top:
+        from workflows.engine import allowed_actions  # the engine imports this module
+
+        actions = run.workflow.definition.actions
+        allowed = allowed_actions(run.session, run.ctx, run.blocker, run.actor)
+        raise NotAllowed(
+            f"The blocker is already at the top of the ladder (level {top}); "
+            "there is no level above to ask.",
+            allowed_actions=[a for a in allowed if "escalate" not in actions[a].effects],
+            state=run.blocker.state,
+        )
     escalate_one(run, run.spec.escalation_reason or "requested")
 
 

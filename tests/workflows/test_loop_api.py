@@ -272,3 +272,19 @@ def test_overdue_from_the_instant_the_deadline_fires(db_url):
         assert seen() == ("supervised", False, [], "yellow")  # due today: at risk
         set_clock(client, "2026-03-04T23:59:59+08:00")
         assert seen() == ("deadline", True, [bid], "red")
+
+
+def test_asking_for_a_level_above_the_top_is_409_and_changes_nothing(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=10, authority_level="province")["id"]
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert b["escalation_level"] == 3
+        r = client.post(
+            f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "再次申请"}, headers=ADMIN
+        )
+        assert r.status_code == 409 and "top of the ladder" in r.json()["detail"]
+        assert "request_escalation" not in r.json()["allowed_actions"]
+        assert "acknowledge" in r.json()["allowed_actions"]
+        after = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert (after["version"], len(after["timeline"])) == (b["version"], len(b["timeline"]))
