@@ -35,13 +35,15 @@ def plan(
     allowance: int | None,
     merge: Callable[[Sequence[Row]], Message],
     due: int | None = None,
+    alone: Callable[[Row], bool] = lambda row: False,
 ) -> list[Planned[Row]]:
     """Choose the messages to send now.
 
     ``singles``: each row with its own rendering, oldest first. ``allowance``: messages the
     channel may still take (``None``: unlimited). ``merge`` renders a digest of rows.
     ``due``: all rows due for the channel, when ``singles`` is only a batch of them — the
-    backlog, not the batch, decides whether to digest.
+    backlog, not the batch, decides whether to digest. ``alone``: rows that are never merged
+    (a daily digest or a briefing is a list already): each goes as its own message.
     """
     backlog = max(len(singles), due or 0)
     if allowance is None or backlog <= allowance or not notifier.policy.digest:
@@ -51,6 +53,14 @@ def plan(
     current: list[tuple[Row, Message]] = []
     current_message: Message | None = None
     for entry in singles:
+        if alone(entry[0]):
+            if current:
+                groups.append(_close(current, current_message))
+                current, current_message = [], None
+            groups.append(Planned(entry[1], [entry[0]]))
+            if len(groups) == allowance:
+                return groups
+            continue
         candidate = [*current, entry]
         message = merge([row for row, _ in candidate])
         if current and (len(candidate) > MAX_DIGEST_ITEMS or not notifier.fits(message)):

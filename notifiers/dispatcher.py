@@ -47,7 +47,7 @@ from notifiers.claims import DueRow
 from notifiers.digest import MAX_DIGEST_ITEMS, plan
 from notifiers.recorder import Recorder, Reports, sort_reports
 from notifiers.registry import NOTIFIERS, AnyNotifier, notifier_for
-from notifiers.render import blocker_link, render, render_digest
+from notifiers.render import blocker_link, render, render_digest, stands_alone
 from notifiers.retries import RetryPolicy
 from notifiers.sender import Claim, Job, Sender, SendResult
 from notifiers.wakeup import OutboxListener
@@ -310,7 +310,8 @@ class Dispatcher:
                 singles.append((row, self._message(channel, row)))
             except Exception as exc:  # no template, broken context: never sendable
                 dead.append((row, f"cannot render: {exc}"))
-        return [(p.message, p.rows) for p in plan(notifier, singles, allowance, self._merge, due)]
+        planned = plan(notifier, singles, allowance, self._merge, due, alone=stands_alone)
+        return [(p.message, p.rows) for p in planned]
 
     def _check_channel(
         self, channel: Channel | None, channel_id: int

@@ -37,6 +37,12 @@ TEMPLATE_KINDS = (
 # Messages about units rather than blockers.
 REPORT_KINDS = ("monthly_briefing",)
 
+
+def stands_alone(row: Any) -> bool:
+    """A row never merged into a digest of a robot's backlog: it is a list itself."""
+    return row.kind in ("daily_digest", "digest", *REPORT_KINDS)
+
+
 _env = Environment(
     loader=FileSystemLoader(str(TEMPLATE_DIR)),
     autoescape=False,  # chat markdown and plain text, not HTML

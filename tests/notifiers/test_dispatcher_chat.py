@@ -90,6 +90,27 @@ def test_burst_of_200_reminders_arrives_as_digests_within_the_limit(
         assert attempt.ok and attempt.status_code == 200
 
 
+def test_a_daily_digest_or_briefing_in_a_burst_goes_as_its_own_message(db, clock, wecom):
+    channel = create_channel(db, "wecom", wecom.url("good-key"))
+    ids = burst(db, channel, 30)
+    daily = {"items": [blocker_context(901)], "date": "2025-03-03", "unit_name": "滨江县"}
+    ids += create_notifications(db, channel, 1, kind="daily_digest", context=daily, mentions=[])
+    ids += burst(db, channel, 30)
+    briefing = {"month": "2025年2月", "units": 1, "last": None, "rows": [
+        {"rank": 1, "unit_id": 1, "name": "滨江县人民政府", "assigned": 1, "overdue": 0,
+         "open_blockers": 1, "on_time_rate": "100.0%", "response_rate": "100.0%",
+         "satisfaction_rate": "—"}]}
+    ids += create_notifications(db, channel, 1, kind="monthly_briefing", context=briefing, mentions=[])
+    drain(make_dispatcher(db, clock), clock, step_s=1.0)
+    assert all(row.status == "sent" for row in rows(db, ids))
+    assert max_per_rolling_minute(wecom.messages) <= 20 and len(wecom.messages) < 30
+    alone = [m for m in wecom.messages if "每日督办" in m.content or "月度督办通报" in m.content]
+    assert len(alone) == 2
+    assert all("第901号" in m.content or "滨江县人民政府" in m.content for m in alone)
+    merged = [m for m in wecom.messages if m not in alone]
+    assert all("【督办】" not in m.content for m in merged)  # no list inside a list
+
+
 def test_feishu_burst_keeps_to_five_a_second(db, clock, feishu):
     channel = create_channel(db, "feishu", feishu.url("good-hook"), secret="feishu-secret")
     ids = burst(db, channel, 60)
