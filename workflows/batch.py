@@ -28,6 +28,7 @@ from workflows import engine
 from workflows.bulk import insert_rows, update_rows
 from workflows.context import EngineContext
 from workflows.definition import Workflow
+from workflows.effects import escalates_nowhere
 from workflows.world import World, chunks
 
 SET_SAFE_EFFECTS = frozenset({"escalate", "remind_then_escalate"})
@@ -108,6 +109,9 @@ def fire_batch(
             continue
         workflow = ctx.workflows[blocker.workflow]
         action = str(row.payload.get("action", ""))
+        if escalates_nowhere(workflow.definition, action, blocker):
+            stale.append(row.id)  # as the gate refuses it one by one
+            continue
         if set_safe(workflow, action, blocker.state):
             chosen.append((row, blocker, workflow, action))
             continue

@@ -167,9 +167,25 @@ def close_escalations(run: Run) -> None:
     )
 
 
+def escalates_nowhere(definition: Any, action: str, blocker: Any) -> bool:
+    """An action that only escalates (no state change: `request_escalation`, the `climb`
+    timer) has nothing to do at the top of the ladder: refused (409), or its timer cancelled
+    without an event. One that also moves the state (`deadline_passed`) still applies."""
+    spec = definition.actions.get(action)
+    return (
+        spec is not None
+        and _escalates_only(spec)
+        and blocker.escalation_level >= definition.top_level
+    )
+
+
+def _escalates_only(spec: ActionSpec) -> bool:
+    return "escalate" in spec.effects and spec.to is None and not spec.branches
+
+
 def escalate(run: Run) -> None:
     top = run.workflow.definition.top_level
-    if not getattr(run.actor, "is_system", False) and run.blocker.escalation_level >= top:
+    if _escalates_only(run.spec) and run.blocker.escalation_level >= top:
         from workflows.engine import allowed_actions  # the engine imports this module
 
         actions = run.workflow.definition.actions

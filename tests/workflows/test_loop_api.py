@@ -288,3 +288,20 @@ def test_asking_for_a_level_above_the_top_is_409_and_changes_nothing(db_url):
         assert "acknowledge" in r.json()["allowed_actions"]
         after = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
         assert (after["version"], len(after["timeline"])) == (b["version"], len(b["timeline"]))
+
+
+def test_no_climbing_past_the_top_of_the_ladder(db_url):
+    """A blocker at the top when its deadline passes: state deadline, no empty climbs."""
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=2, authority_level="province")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        advance(client, "P30D")
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        actions = [e["action"] for e in b["timeline"]]
+        assert b["state"] == "deadline" and b["escalation_level"] == 3
+        assert "deadline_passed" in actions and "climb" not in actions
+        assert "climb" not in [t["kind"] for t in b["timers"]]
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            climbs = list(session.exec(select(Timer.status).where(Timer.kind == "climb")))
+        assert climbs == ["cancelled"]
