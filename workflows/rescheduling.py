@@ -6,9 +6,10 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from service.models import Blocker, Event
+from service.models import Blocker, Event, Timer
 from workflows import engine
 from workflows.context import EngineContext
+from workflows.timers import due_at_for
 
 CALENDAR_ACTOR = engine.Actor(name="system:calendar", is_system=True)
 MOVABLE_STATES = ("assigned", "supervised", "deadline")
@@ -73,4 +74,35 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
             },
         )
         moved += 1
+    return moved
+
+
+def recount_timers(session: Session, ctx: EngineContext, years: set[int]) -> int:
+    """Recount pending timers that count working days from entering a state (feedback due,
+    climbing the ladder, acknowledge-by) under the changed schedule; returns how many moved.
+
+    Timers counted from the deadline move with it (`move_deadlines`); these keep their
+    starting moment and step and only fall due on another day. No event is written: a
+    timer is not part of the timeline until it fires."""
+    cal = ctx.calendars.get(session)
+    first = datetime(min(years), 1, 1, tzinfo=cal.tz)
+    pending = session.exec(
+        select(Timer, Blocker)
+        .join(Blocker, Blocker.id == Timer.blocker_id)
+        .where(Timer.status == "pending", Timer.due_at >= first)
+    )
+    moved = 0
+    for timer, blocker in list(pending):
+        workflow = ctx.workflows.get(blocker.workflow)
+        state = workflow.definition.states.get(timer.payload.get("state")) if workflow else None
+        spec = next((t for t in state.timers if t.kind == timer.kind), None) if state else None
+        if spec is None or spec.anchor == "deadline" or spec.hours is not None:
+            continue
+        base = datetime.fromisoformat(timer.payload["base"])
+        if not set(range(cal.local_date(base).year, cal.local_date(timer.due_at).year + 1)) & years:
+            continue
+        due = due_at_for(spec, cal, blocker, base, int(timer.payload.get("n", 1)))
+        if due is not None and due != timer.due_at:
+            timer.due_at = due
+            moved += 1
     return moved

@@ -17,7 +17,7 @@ from service.models import CalendarYear, ClockState
 from service.problems import Problem
 from workflows.briefing import enqueue_monthly_briefing
 from workflows.daily_digest import enqueue_daily_digests
-from workflows.rescheduling import move_deadlines
+from workflows.rescheduling import move_deadlines, recount_timers
 from workflows.sweep import advance_clock
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute)
@@ -180,6 +180,7 @@ def put_calendar(
     ctx = request.app.state.ctx
     ctx.calendars.invalidate()
     moved = move_deadlines(session, ctx, {year})
+    recount_timers(session, ctx, {year})
     ctx.calendars.invalidate()
     cal = ctx.calendars.get(session)
     return CalendarOut(**cal.year_info(year), moved_blockers=moved)

@@ -223,3 +223,22 @@ def test_a_bad_calendar_body_is_422_and_changes_nothing(db_url):
         assert after["deadline"] == "2027-01-04" and after["version"] == b["version"]
         assert [e["action"] for e in after["timeline"]] == ["create", "assign"]
         assert client.put("/api/v1/calendar/1999", json={}, headers=ADMIN).status_code == 404
+
+
+def test_a_new_holiday_moves_the_timers_counted_from_entering_a_state(db_url):
+    with make_client(db_url, clock_start="2026-05-18T09:30:00+08:00") as client:  # Monday
+        _setup(client)
+        supervised = _assigned(client, {"working_days": 20})
+        ok(client.post(f"/api/v1/blockers/{supervised['id']}/acknowledge", json={}, headers=ADMIN))
+        waiting = _assigned(client, {"date": "2026-06-30"})  # acknowledge-by counts too
+        assert _timers(_detail(client, supervised["id"]))["feedback_due"] == "2026-05-25T23:59:59+08:00"
+        before = _timers(_detail(client, waiting["id"]))["acknowledge_due"]
+        calendar = ok(client.get("/api/v1/calendar/2026", headers=ADMIN))
+        body = {"holidays": [*calendar["holidays"], "2026-05-19", "2026-05-20"], "workdays": calendar["workdays"]}
+        ok(client.put("/api/v1/calendar/2026", json=body, headers=ADMIN))
+        after = _timers(_detail(client, supervised["id"]))
+        assert after["feedback_due"] == "2026-05-27T23:59:59+08:00"  # two days later
+        moved = _timers(_detail(client, waiting["id"]))["acknowledge_due"]
+        assert moved > before and moved.startswith("2026-05-21")
+        # A fixed-date deadline stays; the feedback step keeps its start and its number.
+        assert _detail(client, waiting["id"])["deadline"] == "2026-06-30"
