@@ -6,7 +6,7 @@ one row per channel and day, keyed by its delivery id, so it is never sent twice
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -44,6 +44,20 @@ def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[d
     )
     world = World(session)
     return [message_context(world, b, cal, now, kind="escalated") for b in rows]
+
+
+def digest_moments(session: Session, ctx: EngineContext, start: datetime, end: datetime) -> list:
+    """The 09:00s of working days in (start, end]: where a jump of the simulation clock
+    stops to write the day's digests (and a briefing) as the running service would have."""
+    cal = ctx.calendars.get(session)
+    day, last = cal.local_date(start), cal.local_date(end)
+    moments = []
+    while day <= last:
+        moment = cal.at_local(day, DIGEST_AT)
+        if start < moment <= end and cal.is_working_day(day):
+            moments.append(moment)
+        day += timedelta(days=1)
+    return moments
 
 
 def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:

@@ -16,7 +16,7 @@ from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
 from workflows.briefing import enqueue_monthly_briefing
-from workflows.daily_digest import enqueue_daily_digests
+from workflows.daily_digest import digest_moments, enqueue_daily_digests
 from workflows.rescheduling import move_deadlines, recount_timers
 from workflows.sweep import advance_clock
 
@@ -108,7 +108,15 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     now = clock.now()
     target = after_duration(now, body.advance, tz) if body.advance is not None else body.set
     db, ctx = request.app.state.db, request.app.state.ctx
-    fired = advance_clock(db, ctx, target)
+    with db.unit_of_work(readonly=True) as session:
+        stops = digest_moments(session, ctx, now, target)
+    fired = 0
+    for stop in stops:  # each working day's 09:00 on the way: its digests, as if running
+        fired += advance_clock(db, ctx, stop)
+        with db.unit_of_work() as session:
+            enqueue_daily_digests(session, ctx)
+            enqueue_monthly_briefing(session, ctx)
+    fired += advance_clock(db, ctx, target)
     with db.unit_of_work() as session:
         enqueue_daily_digests(session, ctx)
         enqueue_monthly_briefing(session, ctx)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from sqlmodel import select
+
 from service.jobs import make_dispatcher
+from service.models import Notification
 from tests.helpers import (
     ADMIN,
     advance,
@@ -144,21 +147,24 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
         create_project(client, "P1", "wy")
         create_project(client, "P2", "hj")
 
-        def month_of_work() -> None:
-            """wy acknowledges and resolves in time; hj never acknowledges and runs late."""
+        def month_of_work(withdraw_at: str) -> None:
+            """wy acknowledges and resolves in time; hj never acknowledges, and its blocker
+            is withdrawn two days on (so the month does not fill the groups with digests)."""
             for project, unit in (("P1", "wy"), ("P2", "hj")):
                 bid = create_blocker(client, project)["id"]
-                ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 2}},
+                ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
                                headers=ADMIN))
                 if unit == "wy":
                     ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
                     ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
+            set_clock(client, withdraw_at)
+            ok(client.post(f"/api/v1/blockers/{bid}/withdraw", json={"reason": "重复上报"}, headers=ADMIN))
 
         def briefings() -> list:
             deliver(client, 3)
             return [m for m in wecom.messages if "月度督办通报" in m.content]
 
-        month_of_work()
+        month_of_work("2026-03-04T10:00:00+08:00")
         set_clock(client, "2026-04-01T08:00:00+08:00")  # the first working day, before 09:00
         assert briefings() == []
         set_clock(client, "2026-04-01T09:30:00+08:00")
@@ -169,10 +175,28 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
         assert "【月度督办通报】2026年3月责任单位排名" in text
         assert text.index("原阳县人民政府") < text.index("获嘉县人民政府")
         assert "获嘉县人民政府排名末位，予以通报批评。" in text and "约谈" not in text
-        month_of_work()
+        month_of_work("2026-04-03T10:00:00+08:00")
         set_clock(client, "2026-05-08T10:00:00+08:00")  # after the May Day holiday
         april = briefings()[3:]
         assert len(april) == 3 and all("2026年4月" in m.content for m in april)
         assert "获嘉县人民政府排名末位，予以通报批评；连续 2 个月排名末位，由分管领导约谈。" in april[0].content
         rows = ok(client.get("/api/v1/notifications?status=sent&limit=500", headers=ADMIN))["items"]
         assert sum(n["kind"] == "monthly_briefing" for n in rows) == 6
+
+
+def test_a_long_clock_jump_writes_each_days_digest_as_the_running_service_would(db_url):
+    with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom",
+                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"},
+                       headers=ADMIN), 201)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 1}},
+                       headers=ADMIN))
+        advance(client, "P14D")  # to Monday 16 March, 09:30, in one jump
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            ids = session.exec(select(Notification.delivery_id).where(Notification.kind == "daily_digest"))
+            days = sorted(i.split("-", 1)[1].rsplit("-", 1)[0] for i in ids)
+        assert days == ["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09",
+                        "2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13", "2026-03-16"]
