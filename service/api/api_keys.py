@@ -73,6 +73,7 @@ def _create(body: ApiKeyCreate, request: Request, session: Session) -> ApiKeyOut
         scopes=sorted(set(body.scopes)),
         prefix=secret[:10],
         key_hash=hash_key(secret),
+        created_at=request.app.state.ctx.clock.now(),
     )
     session.add(key)
     session.flush()

@@ -115,7 +115,13 @@ def create_channel(body: ChannelCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, ChannelOut]:
         unit = unit_by_code(session, body.unit)
-        channel = Channel(unit_id=unit.id, kind=body.kind, url=body.url, secret=body.secret)
+        channel = Channel(
+            unit_id=unit.id,
+            kind=body.kind,
+            url=body.url,
+            secret=body.secret,
+            created_at=request.app.state.ctx.clock.now(),
+        )
         session.add(channel)
         session.flush()
         return 201, channel_out(session, channel, request)
@@ -178,7 +184,10 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
         # The subscription sees what the key sees: a city taskforce's key, the whole city.
         scope = session.exec(select(Unit).where(Unit.path == caller.scope_path)).first()
         unit_id = None if caller.has("admin") else (scope.id if scope else caller.unit_id)
-        channel = Channel(unit_id=owner, kind="webhook", url=body.url, secret=body.secret)
+        now = request.app.state.ctx.clock.now()
+        channel = Channel(
+            unit_id=owner, kind="webhook", url=body.url, secret=body.secret, created_at=now
+        )
         session.add(channel)
         session.flush()
         sub = WebhookSubscription(
@@ -187,6 +196,7 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
             events=sorted(set(body.events)),
             unit_id=unit_id,
             channel_id=channel.id,
+            created_at=now,
         )
         session.add(sub)
         session.flush()

@@ -75,7 +75,11 @@ def create_officer(body: OfficerCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, OfficerOut]:
         unit = unit_by_code(session, body.unit)
-        officer = Officer(**body.model_dump(exclude={"unit"}), unit_id=unit.id)
+        officer = Officer(
+            **body.model_dump(exclude={"unit"}),
+            unit_id=unit.id,
+            created_at=request.app.state.ctx.clock.now(),
+        )
         session.add(officer)
         session.flush()
         return 201, officer_out(session, officer, request)

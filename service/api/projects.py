@@ -158,7 +158,11 @@ def create_project(body: ProjectCreate, request: Request, session: WriteSession,
                 f"leader_officer_id: there is no officer {body.leader_officer_id}.",
                 field="leader_officer_id",
             )
-        project = Project(**body.model_dump(exclude={"county"}), county_unit_id=county.id)
+        project = Project(
+            **body.model_dump(exclude={"county"}),
+            county_unit_id=county.id,
+            created_at=request.app.state.ctx.clock.now(),
+        )
         session.add(project)
         session.flush()
         return 201, project_out(session, project, request)

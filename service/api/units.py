@@ -105,6 +105,7 @@ def create_unit(body: UnitCreate, request: Request, session: WriteSession, calle
             kind=body.kind,
             parent_id=parent.id if parent else None,
             tags=body.tags,
+            created_at=request.app.state.ctx.clock.now(),
         )
         session.add(unit)
         session.flush()

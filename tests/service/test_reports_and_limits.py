@@ -234,3 +234,26 @@ def test_project_lights_show_risk_not_authority(db_url):
         assert light("P2") == ("yellow", "yellow")
         set_clock(client, "2026-03-10T09:30:00+08:00")
         assert light("P2") == ("red", "red")
+
+
+def test_everything_created_carries_the_business_time(sqlite_url):
+    """With the simulation clock, created_at follows it, as the blockers and events do."""
+    with make_client(sqlite_url) as client:
+        city(client)
+        set_clock(client, "2026-03-20T10:00:00+08:00")
+        created = [
+            create_project(client, "P9", "wy"),
+            ok(client.post("/api/v1/units", json={"code": "wy-x", "name": "乡", "level": "township",
+                                                  "kind": "government", "parent": "wy"}, headers=ADMIN), 201),
+            ok(client.post("/api/v1/officers", json={"name": "王五", "mobile": "13700000009", "unit": "wy",
+                                                     "role": "staff"}, headers=ADMIN), 201),
+            ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom",
+                                                     "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"},
+                           headers=ADMIN), 201),
+            ok(client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "secret": "s3cret-123",
+                                                     "events": ["*"]}, headers=ADMIN), 201),
+            ok(client.post("/api/v1/api-keys", json={"name": "k", "unit": "wy", "scopes": ["read"]},
+                           headers=ADMIN), 201),
+            create_blocker(client, "P9"),
+        ]
+        assert [c["created_at"] for c in created] == ["2026-03-20T10:00:00+08:00"] * len(created)
