@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -113,6 +114,42 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class ETagMiddleware:
+    """api.md: reads return an ETag. A blocker's is its version (set by the endpoint, used
+    by If-Match); any other successful read gets a weak one from its body, so a client can
+    tell whether what it read has changed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def send_with_etag(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                if message["status"] != 200 or any(k.lower() == b"etag" for k, _ in headers):
+                    await send(message)
+                    return
+                held.append(message)  # until the body is known
+                return
+            if held and message["type"] == "http.response.body":
+                start = held.pop()
+                if message.get("more_body"):
+                    await send(start)  # streamed: no ETag
+                else:
+                    digest = hashlib.sha1(message.get("body", b"")).hexdigest()[:20]
+                    etag = f'W/"{digest}"'.encode()
+                    start = {**start, "headers": [*start.get("headers", ()), (b"etag", etag)]}
+                    await send(start)
+            await send(message)
+
+        await self.app(scope, receive, send_with_etag)
+
+
 def create_app(settings: Settings | None = None, *, background: bool | None = None) -> FastAPI:
     """Build the app. `background` starts the timer sweep and dispatcher (default: settings)."""
     settings = settings or get_settings()
@@ -148,6 +185,7 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     app.state.metrics = Metrics()
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
+    app.add_middleware(ETagMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         LimitsMiddleware,

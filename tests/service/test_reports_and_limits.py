@@ -257,3 +257,20 @@ def test_everything_created_carries_the_business_time(sqlite_url):
             create_blocker(client, "P9"),
         ]
         assert [c["created_at"] for c in created] == ["2026-03-20T10:00:00+08:00"] * len(created)
+
+
+def test_reads_return_an_etag(sqlite_url):
+    """A blocker's ETag is its version (for If-Match); other reads get a weak one of the body."""
+    with make_client(sqlite_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        first = client.get("/api/v1/projects/P1", headers=ADMIN)
+        again = client.get("/api/v1/projects/P1", headers=ADMIN)
+        assert first.headers["etag"].startswith('W/"') and first.headers["etag"] == again.headers["etag"]
+        bid = create_blocker(client, "P1")["id"]
+        changed = client.get("/api/v1/projects/P1", headers=ADMIN)  # one more open blocker
+        assert changed.headers["etag"] != first.headers["etag"]
+        assert client.get(f"/api/v1/blockers/{bid}", headers=ADMIN).headers["etag"] == '"1"'
+        for path in ("/api/v1/units/wy", "/api/v1/blockers", "/api/v1/escalations", "/api/v1/calendar/2026"):
+            assert client.get(path, headers=ADMIN).headers["etag"].startswith('W/"'), path
+        assert "etag" not in client.get("/api/v1/units/nope", headers=ADMIN).headers
