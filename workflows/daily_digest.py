@@ -46,11 +46,18 @@ def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[d
     return [message_context(world, b, cal, now, kind="escalated") for b in rows]
 
 
+CATCH_UP_DAYS = 92  # a longer jump writes the digests of its last quarter only
+
+
 def digest_moments(session: Session, ctx: EngineContext, start: datetime, end: datetime) -> list:
     """The 09:00s of working days in (start, end]: where a jump of the simulation clock
-    stops to write the day's digests (and a briefing) as the running service would have."""
+    stops to write the day's digests (and a briefing) as the running service would have.
+    None when no unit has a chat group; at most the last `CATCH_UP_DAYS` of a long jump."""
+    if not chat_channels(session):
+        return []
     cal = ctx.calendars.get(session)
     day, last = cal.local_date(start), cal.local_date(end)
+    day = max(day, last - timedelta(days=CATCH_UP_DAYS))
     moments = []
     while day <= last:
         moment = cal.at_local(day, DIGEST_AT)
