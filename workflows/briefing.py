@@ -20,7 +20,7 @@ from service.models import Unit
 from workflows import ladder
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
-from workflows.ranking import unit_ranking
+from workflows.ranking import standing, unit_ranking
 
 BRIEFING_AT = "09:00"
 LISTED = 30  # rows in the message; the full ranking is GET /api/v1/reports/units
@@ -47,13 +47,18 @@ def briefing_context(session: Session, month: date, tz) -> dict[str, Any] | None
     rows = _ranking(session, month, tz)
     if not rows:
         return None
-    last = rows[-1] if len(rows) > 1 else None
+    # Last place only when it is not shared: a tie is no ground for 通报批评.
+    last = rows[-1] if len(rows) > 1 and standing(rows[-1]) != standing(rows[-2]) else None
     times = 0
     if last is not None:
         times = 1
         while times < 12:
             earlier = _ranking(session, _month_before(month, times), tz)
-            if len(earlier) < 2 or earlier[-1]["unit_id"] != last["unit_id"]:
+            if (
+                len(earlier) < 2
+                or earlier[-1]["unit_id"] != last["unit_id"]
+                or standing(earlier[-1]) == standing(earlier[-2])
+            ):
                 break
             times += 1
     return {

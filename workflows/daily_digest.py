@@ -36,14 +36,19 @@ def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -
 
 def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[dict]:
     cal = ctx.calendars.get(session)
-    blocker_ids = select(Escalation.blocker_id).where(
-        Escalation.target_unit_id == unit.id, Escalation.status.in_(("open", "acknowledged"))
+    entries = session.exec(
+        select(Escalation.blocker_id, Escalation.reason)
+        .where(
+            Escalation.target_unit_id == unit.id, Escalation.status.in_(("open", "acknowledged"))
+        )
+        .order_by(Escalation.id)
     )
+    why = dict(entries.all())  # the latest entry of each blocker in this queue
     rows = session.exec(
-        select(Blocker).where(Blocker.id.in_(blocker_ids)).order_by(Blocker.id).limit(50)
+        select(Blocker).where(Blocker.id.in_(list(why))).order_by(Blocker.id).limit(50)
     )
     world = World(session)
-    return [message_context(world, b, cal, now, kind="escalated") for b in rows]
+    return [message_context(world, b, cal, now, kind="escalated", reason=why[b.id]) for b in rows]
 
 
 CATCH_UP_DAYS = 92  # a longer jump writes the digests of its last quarter only

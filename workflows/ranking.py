@@ -27,6 +27,7 @@ class _Tally:
     def __init__(self) -> None:
         self.assigned: set[int] = set()
         self.acked_on_time: set[int] = set()
+        self.awaiting: set[int] = set()  # neither acknowledged nor past the ack-by yet
         self.resolved: set[int] = set()
         self.resolved_in_time: set[int] = set()
         self.late: set[int] = set()
@@ -38,6 +39,7 @@ class _Tally:
         return {
             "assigned": len(self.assigned),
             "acknowledged_on_time": len(self.acked_on_time),
+            "awaiting_acknowledgement": len(self.awaiting),
             "resolved": len(self.resolved),
             "resolved_on_time": len(self.resolved_in_time - self.late),
             "overdue": len(self.late),
@@ -67,11 +69,14 @@ def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int
         action = event.action
         if action == "assign" and inside:
             t.assigned.add(bid)
+            t.awaiting.add(bid)
             waiting_ack[bid] = True
         elif action == "acknowledge_missed":
             waiting_ack[bid] = False
+            t.awaiting.discard(bid)
         elif action == "acknowledge" and waiting_ack.pop(bid, False):
             t.acked_on_time.add(bid)
+            t.awaiting.discard(bid)
         if not inside:
             continue
         if action == "report_resolved":
@@ -108,8 +113,8 @@ def unit_ranking(
     level: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for [start, end) of the units whose blockers `clause` admits (None: all), ranked
-    by on-time rate, then response rate, then fewest overdue; units with open blockers are
-    listed even when nothing happened to them (their rates are None; they rank last)."""
+    by `standing` (ties by unit code); units with open blockers are listed even when nothing
+    happened to them (their rates are None; they rank last)."""
     tallies = _tally(session, start, end, clause)
     open_q = (
         select(Blocker.unit_id, func.count())
@@ -137,22 +142,30 @@ def unit_ranking(
                 "name": unit.name,
                 "level": unit.level,
                 **n,
-                "response_rate": _rate(n["acknowledged_on_time"], n["assigned"]),
+                "response_rate": _rate(
+                    n["acknowledged_on_time"], n["assigned"] - n["awaiting_acknowledgement"]
+                ),
                 "on_time_rate": _rate(n["resolved_on_time"], came_due),
                 "satisfaction_rate": _rate(n["verified_satisfied"], n["verifications"]),
                 "average_days_to_close": round(sum(days) / len(days), 2) if days else None,
                 "open_blockers": open_now.get(unit_id, 0),
             }
         )
-    rows.sort(
-        key=lambda r: (
-            r["on_time_rate"] is None,
-            -(r["on_time_rate"] or 0),
-            -(r["response_rate"] or 0),
-            r["overdue"],
-            r["unit"],
-        )
-    )
+    rows.sort(key=lambda r: (*standing(r), r["unit"]))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
+
+
+def standing(row: dict[str, Any]) -> tuple:
+    """What ranks a unit, best first: on-time rate, response rate, fewest overdue,
+    satisfaction, fewest days to close. Two units equal in all of it are tied."""
+    days = row["average_days_to_close"]
+    return (
+        row["on_time_rate"] is None,
+        -(row["on_time_rate"] or 0),
+        -(row["response_rate"] or 0),
+        row["overdue"],
+        -(row["satisfaction_rate"] or 0),
+        float("inf") if days is None else days,
+    )

@@ -37,6 +37,9 @@ class UnitReport(BaseModel):
     acknowledged_on_time: int = Field(
         description="Of those, acknowledged before the acknowledge-by time was missed"
     )
+    awaiting_acknowledgement: int = Field(
+        description="Of those, not acknowledged yet with the acknowledge-by time still ahead"
+    )
     resolved: int = Field(description="Blockers the unit reported resolved in the period")
     resolved_on_time: int = Field(
         description="Blockers that came due in the period (reported resolved or passed their "
@@ -46,7 +49,9 @@ class UnitReport(BaseModel):
     returned: int = Field(description="Verifications in the period not satisfied (退回重办)")
     verified_satisfied: int
     verifications: int = Field(description="Verifications (回访) in the period")
-    response_rate: float | None = Field(description="响应率: acknowledged_on_time / assigned")
+    response_rate: float | None = Field(
+        description="响应率: acknowledged_on_time / (assigned − awaiting_acknowledgement)"
+    )
     on_time_rate: float | None = Field(
         description="按期办结率: resolved_on_time / blockers that came due in the period"
     )
@@ -71,8 +76,9 @@ def unit_report(
     level: Literal["township", "county", "city", "province"] | None = None,
 ) -> list[UnitReport]:
     """通报排名: rates per responsible unit over [from, to] (local days), ranked by on-time
-    rate, then response rate, then fewest overdue. Units with open blockers are listed even
-    when nothing happened to them in the period."""
+    rate, then response rate, fewest overdue, satisfaction, fewest days to close (a tie on
+    all of them goes by unit code). Units with open blockers are listed even when nothing
+    happened to them in the period."""
     for name, day in (("from", from_), ("to", to)):
         if not 2000 <= day.year <= 2100:
             raise Problem(422, f"{name}: give a date between 2000 and 2100.", field=name)

@@ -200,3 +200,27 @@ def test_a_long_clock_jump_writes_each_days_digest_as_the_running_service_would(
             days = sorted(i.split("-", 1)[1].rsplit("-", 1)[0] for i in ids)
         assert days == ["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09",
                         "2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13", "2026-03-16"]
+
+
+def test_the_taskforce_digest_heads_each_item_by_why_it_was_escalated(db_url):
+    from notifiers.render import render
+
+    with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom",
+                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=zb"},
+                       headers=ADMIN), 201)
+        create_project(client, "P1", "wy")
+        by_authority = create_blocker(client, "P1", authority_level="city")["id"]
+        requested = create_blocker(client, "P1")["id"]
+        for bid in (by_authority, requested):
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 10}},
+                           headers=ADMIN))
+            ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{requested}/request_escalation", json={"reason": "需市级层面协调"},
+                       headers=ADMIN))
+        advance(client, "P1D")  # Tuesday 09:30: the taskforce's queue digest
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            (row,) = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
+        text = render("daily_digest", row.context, "https://duban.example.gov.cn").text
+        assert "【提级督办】" in text and "【申请提级协调】" in text and "逾期升级" not in text

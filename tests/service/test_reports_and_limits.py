@@ -274,3 +274,47 @@ def test_reads_return_an_etag(sqlite_url):
         for path in ("/api/v1/units/wy", "/api/v1/blockers", "/api/v1/escalations", "/api/v1/calendar/2026"):
             assert client.get(path, headers=ADMIN).headers["etag"].startswith('W/"'), path
         assert "etag" not in client.get("/api/v1/units/nope", headers=ADMIN).headers
+
+
+def test_an_acknowledgement_not_yet_due_is_not_counted_missed(db_url):
+    with make_client(db_url, clock_start="2026-03-31T10:00:00+08:00") as client:  # Tuesday
+        city(client)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        body = {"unit": "wy", "deadline": {"working_days": 10}}
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN))
+
+        def march() -> dict:
+            rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))
+            wy = next(r for r in rows if r["unit"] == "wy")
+            return {k: wy[k] for k in ("assigned", "awaiting_acknowledgement", "response_rate")}
+
+        assert march() == {"assigned": 1, "awaiting_acknowledgement": 1, "response_rate": None}
+        set_clock(client, "2026-04-01T10:00:00+08:00")  # acknowledged in time, the next day
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        assert march() == {"assigned": 1, "awaiting_acknowledgement": 0, "response_rate": 1.0}
+
+
+def test_a_tie_for_last_place_names_no_one(db_url):
+    from sqlmodel import select
+
+    from service.models import Notification
+
+    with make_client(db_url) as client:
+        city(client)
+        for unit in ("wy", "hj"):
+            create_project(client, f"P-{unit}", unit)
+            ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom",
+                                                     "url": f"http://127.0.0.1:9/cgi-bin/webhook/send?key={unit}"},
+                           headers=ADMIN), 201)
+            bid = create_blocker(client, f"P-{unit}")["id"]
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
+                           headers=ADMIN))
+            ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+            ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
+        set_clock(client, "2026-04-01T09:30:00+08:00")
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            briefings = session.exec(select(Notification).where(Notification.kind == "monthly_briefing")).all()
+        assert len(briefings) == 2  # the two counties' groups (their taskforce has none)
+        for row in briefings:
+            assert row.context["last"] is None and len(row.context["rows"]) == 2
