@@ -20,6 +20,11 @@ from tests.helpers import (
 from tests.notifiers.fakes import WebhookReceiver, WeComRobot
 
 
+def add_group(client, unit: str, url: str = "http://127.0.0.1:9/cgi-bin/webhook/send?key=k") -> None:
+    """The unit's WeCom group robot (by default one nobody answers: rows stay in the outbox)."""
+    ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom", "url": url}, headers=ADMIN), 201)
+
+
 def deliver(client, rounds: int) -> None:
     """What the dispatcher of `duban serve` does, `rounds` times over."""
     dispatcher = make_dispatcher(client.app)
@@ -118,10 +123,8 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
 def test_daily_digest_at_nine_on_working_days_once(db_url):
     with WeComRobot({"k-wy", "k-zb"}) as wecom, make_client(db_url, clock_start="2026-03-02T08:00:00+08:00") as client:
         city(client)
-        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom", "url": wecom.url("k-wy")},
-                       headers=ADMIN), 201)
-        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom", "url": wecom.url("k-zb")},
-                       headers=ADMIN), 201)
+        add_group(client, "wy", wecom.url("k-wy"))
+        add_group(client, "xx-zb", wecom.url("k-zb"))
         create_project(client, "P1", "wy")
         for days in (2, 20):
             b = create_blocker(client, "P1", title=f"限期{days}个工作日的问题")
@@ -142,8 +145,7 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
     with WeComRobot({"k-wy", "k-hj", "k-zb"}) as wecom, make_client(db_url) as client:
         city(client)
         for unit, key in (("wy", "k-wy"), ("hj", "k-hj"), ("xx-zb", "k-zb")):
-            ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom", "url": wecom.url(key)},
-                           headers=ADMIN), 201)
+            add_group(client, unit, wecom.url(key))
         create_project(client, "P1", "wy")
         create_project(client, "P2", "hj")
 
@@ -187,9 +189,7 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
 def test_a_long_clock_jump_writes_each_days_digest_as_the_running_service_would(db_url):
     with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
         city(client)
-        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom",
-                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"},
-                       headers=ADMIN), 201)
+        add_group(client, "wy")
         create_project(client, "P1", "wy")
         bid = create_blocker(client, "P1")["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 1}},
@@ -207,9 +207,7 @@ def test_the_taskforce_digest_heads_each_item_by_why_it_was_escalated(db_url):
 
     with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
         city(client)
-        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom",
-                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=zb"},
-                       headers=ADMIN), 201)
+        add_group(client, "xx-zb")
         create_project(client, "P1", "wy")
         by_authority = create_blocker(client, "P1", authority_level="city")["id"]
         requested = create_blocker(client, "P1")["id"]
