@@ -23,7 +23,7 @@ from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranking import standing, unit_ranking
 
 BRIEFING_AT = "09:00"
-LISTED = 30  # rows in the message; the full ranking is GET /api/v1/reports/units
+LISTED = 30  # rows in the message (the top, and the last); all are in GET /reports/units
 
 
 def _month_before(day: date, months: int = 1) -> date:
@@ -35,15 +35,17 @@ def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:
     start = datetime.combine(first, time.min, tz)
     end = datetime.combine(_month_before(first, -1), time.min, tz)
     rows = unit_ranking(session, start, end)
-    return [r for r in rows if r["on_time_rate"] is not None or r["response_rate"] is not None]
+    ranked = [r for r in rows if r["on_time_rate"] is not None or r["response_rate"] is not None]
+    return [{**r, "rank": n} for n, r in enumerate(ranked, 1)]  # among the ranked only
 
 
 def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
 
 
-def briefing_context(session: Session, month: date, tz) -> dict[str, Any] | None:
-    """What the briefing of `month` (its first day) says; None when nothing was ranked."""
+def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any], list[int]] | None:
+    """What the briefing of `month` (its first day) says, and every ranked unit (its
+    recipients); None when nothing was ranked."""
     rows = _ranking(session, month, tz)
     if not rows:
         return None
@@ -61,7 +63,8 @@ def briefing_context(session: Session, month: date, tz) -> dict[str, Any] | None
             ):
                 break
             times += 1
-    return {
+    listed = rows if len(rows) <= LISTED else [*rows[: LISTED - 1], rows[-1]]
+    context = {
         "month": f"{month.year}年{month.month}月",
         "units": len(rows),
         "rows": [
@@ -76,12 +79,13 @@ def briefing_context(session: Session, month: date, tz) -> dict[str, Any] | None
                 "response_rate": _percent(r["response_rate"]),
                 "satisfaction_rate": _percent(r["satisfaction_rate"]),
             }
-            for r in rows
-        ][:LISTED],
+            for r in listed
+        ],
         "last": {"name": last["name"], "unit_id": last["unit_id"], "times": times}
         if last
         else None,
     }
+    return context, [r["unit_id"] for r in rows]
 
 
 def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
@@ -96,16 +100,18 @@ def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
         return 0
     if today == first_working and now < cal.at_local(today, BRIEFING_AT):
         return 0
-    context = briefing_context(session, month, cal.tz)
+    briefing = briefing_context(session, month, cal.tz)
     written = 0
-    if context is not None:
-        ranked = [session.get(Unit, r["unit_id"]) for r in context["rows"]]
+    if briefing is not None:
+        context, ranked_ids = briefing
+        ranked = [session.get(Unit, unit_id) for unit_id in ranked_ids]
         units = {u.id: u for u in ranked if u is not None}
         for unit in list(units.values()):
             taskforce = ladder.general_taskforce(session, unit)
             units.setdefault(taskforce.id, taskforce)
         written = _write(session, context, units, key, now)
-    ctx.briefed.add(key)
+    if written == 0:  # nothing (more) to write; after a write, the next tick checks it landed
+        ctx.briefed.add(key)
     return written
 
 

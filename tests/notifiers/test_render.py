@@ -228,6 +228,12 @@ def test_the_briefing_escalates_the_wording_for_repeated_last_places():
     assert "连续 2 个月排名末位，由分管领导约谈。" in said[2]
     assert "连续 3 个月排名末位，由主要领导约谈。" in said[3]
     assert "连续 5 个月排名末位，由主要领导约谈。" in said[5]
+    # Of 35 units, the top 29 and the last are listed, a gap marked between them.
+    many = briefing_context(35, 1)
+    many["rows"] = [*many["rows"][:29], many["rows"][-1]]
+    lines = render("monthly_briefing", many, BASE).text.splitlines()
+    at = lines.index("…")
+    assert lines[at - 1].startswith("29. ") and lines[at + 1].startswith("35. 第35县人民政府")
 
 
 @pytest.fixture(scope="module")
