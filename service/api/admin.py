@@ -108,23 +108,21 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     now = clock.now()
     target = after_duration(now, body.advance, tz) if body.advance is not None else body.set
     db, ctx = request.app.state.db, request.app.state.ctx
-    with db.unit_of_work(readonly=True) as session:
-        stops = digest_moments(session, ctx, now, target)
-    fired = 0
-    for stop in stops:  # each working day's 09:00 on the way: its digests, as if running
-        fired += advance_clock(db, ctx, stop)
+    with clock.lock:  # one mover at a time; the background tick waits (a re-entrant lock)
+        with db.unit_of_work(readonly=True) as session:
+            stops = digest_moments(session, ctx, now, target)
+        fired = 0
+        for stop in [*stops, target]:  # each working day's 09:00 on the way, as if running
+            fired += advance_clock(db, ctx, stop)
+            with db.unit_of_work() as session:
+                enqueue_daily_digests(session, ctx)
+                enqueue_monthly_briefing(session, ctx)
         with db.unit_of_work() as session:
-            enqueue_daily_digests(session, ctx)
-            enqueue_monthly_briefing(session, ctx)
-    fired += advance_clock(db, ctx, target)
-    with db.unit_of_work() as session:
-        enqueue_daily_digests(session, ctx)
-        enqueue_monthly_briefing(session, ctx)
-        state = session.get(ClockState, 1)
-        if state is None:
-            session.add(ClockState(id=1, now=clock.now()))
-        else:
-            state.now = clock.now()
+            state = session.get(ClockState, 1)
+            if state is None:
+                session.add(ClockState(id=1, now=clock.now()))
+            else:
+                state.now = clock.now()
     return ClockOut(
         now=local_iso(clock.now(), request.app.state.settings.tz), mode="manual", fired=fired
     )
