@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from service.models import Unit
 from workflows import ladder
+from workflows.calendar import add_months
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranking import standing, unit_ranking
@@ -27,8 +28,8 @@ LISTED = 30  # rows in the message (the top, and the last); all are in GET /repo
 
 
 def _month_before(day: date, months: int = 1) -> date:
-    index = day.year * 12 + day.month - 1 - months
-    return date(index // 12, index % 12 + 1, 1)
+    """The first day of the month `months` before `day`'s."""
+    return add_months(day.replace(day=1), -months)
 
 
 def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ arithmetic below is bisect-based rather than day-by-day iteration.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from calendar import monthrange
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +30,13 @@ MAX_DAYS = 10_000  # guard against absurd spans (about 40 years of working days)
 SOURCE_DATABASE = "database"
 SOURCE_OFFICIAL = "official"
 SOURCE_WEEKENDS_ONLY = "weekends-only"
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later (or earlier); the 31st falls back to the month's last."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return date(year, month, min(day.day, monthrange(year, month)[1]))
 
 
 @dataclass(frozen=True)

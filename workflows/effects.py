@@ -6,7 +6,6 @@ engine writes the event, timers and notifications afterwards.
 
 from __future__ import annotations
 
-import calendar as _stdcal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from service.models import Blocker, Escalation, Officer, Unit
-from workflows.calendar import WorkingDayCalendar
+from workflows.calendar import WorkingDayCalendar, add_months
 from workflows.context import EngineContext
 from workflows.definition import ActionSpec, Workflow
 from workflows.errors import InvalidPayload, NotAllowed
@@ -50,13 +49,6 @@ def _invalid(detail: str, name: str) -> Exception:
     return InvalidPayload(detail, field=name)
 
 
-def _add_months(day: date, months: int) -> date:
-    month = day.month - 1 + months
-    year = day.year + month // 12
-    month = month % 12 + 1
-    return date(year, month, min(day.day, _stdcal.monthrange(year, month)[1]))
-
-
 def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
     """`{"working_days": N}` or `{"date": "YYYY-MM-DD"}` (or the definition's default)."""
     today = run.cal.local_date(run.now)
@@ -75,7 +67,7 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
             )
         day = run.cal.add_working_days(today, n)
     elif "months" in spec:
-        day = run.cal.next_working_day(_add_months(today, int(spec["months"])), include_self=True)
+        day = run.cal.next_working_day(add_months(today, int(spec["months"])), include_self=True)
     elif spec.get("date"):
         day = spec["date"] if isinstance(spec["date"], date) else date.fromisoformat(spec["date"])
         if day < today:

@@ -15,6 +15,7 @@ from sqlmodel import Session, func, select
 
 from service.models import Blocker, Event, Unit
 from service.models.blocker import CLOSED_STATES
+from workflows.world import chunks
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -50,36 +51,44 @@ class _Tally:
         }
 
 
+ACK_OUTCOMES = ("acknowledge", "acknowledge_missed")
+
+
+def _settle_ack(t: _Tally, waiting_ack: dict[int, bool], bid: int, action: str) -> None:
+    """An assignment made in the period: acknowledged before its ack-by was missed, or not."""
+    if action == "acknowledge_missed":
+        waiting_ack[bid] = False
+        t.awaiting.discard(bid)
+    elif action == "acknowledge" and waiting_ack.pop(bid, False):
+        t.acked_on_time.add(bid)
+        t.awaiting.discard(bid)
+
+
 def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int, _Tally]:
-    """Walk the events from `start` on (later ones only settle whether an assignment made in
-    the period was acknowledged on time) of the blockers `clause` admits."""
+    """Walk the period's events of the blockers `clause` admits; then, for assignments still
+    waiting at its end, only the acknowledgements that came later."""
     query = (
         select(Event, Blocker.unit_id)
         .join(Blocker, Blocker.id == Event.blocker_id)
-        .where(Event.at >= start, Blocker.unit_id.is_not(None))
+        .where(Event.at >= start, Event.at < end, Blocker.unit_id.is_not(None))
         .order_by(Event.blocker_id, Event.seq)
     )
     if clause is not None:
         query = query.where(clause)
     tallies: dict[int, _Tally] = defaultdict(_Tally)
     waiting_ack: dict[int, bool] = {}  # blocker → assigned in the period, ack-by not yet missed
+    unit_of: dict[int, int] = {}
     closed: dict[int, tuple[int, datetime]] = {}
     for event, unit_id in session.exec(query):
-        t, bid, inside = tallies[unit_id], event.blocker_id, event.at < end
-        action = event.action
-        if action == "assign" and inside:
+        t, bid, action = tallies[unit_id], event.blocker_id, event.action
+        unit_of[bid] = unit_id
+        if action == "assign":
             t.assigned.add(bid)
             t.awaiting.add(bid)
             waiting_ack[bid] = True
-        elif action == "acknowledge_missed":
-            waiting_ack[bid] = False
-            t.awaiting.discard(bid)
-        elif action == "acknowledge" and waiting_ack.pop(bid, False):
-            t.acked_on_time.add(bid)
-            t.awaiting.discard(bid)
-        if not inside:
-            continue
-        if action == "report_resolved":
+        elif action in ACK_OUTCOMES:
+            _settle_ack(t, waiting_ack, bid, action)
+        elif action == "report_resolved":
             t.resolved.add(bid)
             if event.state_before != "deadline":
                 t.resolved_in_time.add(bid)
@@ -90,6 +99,15 @@ def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int
             t.satisfied += event.payload.get("satisfied") is True
         elif action == "close":
             closed[bid] = (unit_id, event.at)
+    waiting = [bid for bid, still in waiting_ack.items() if still]
+    for chunk in chunks(waiting):
+        later = session.exec(
+            select(Event.blocker_id, Event.action)
+            .where(Event.blocker_id.in_(chunk), Event.at >= end, Event.action.in_(ACK_OUTCOMES))
+            .order_by(Event.blocker_id, Event.seq)
+        )
+        for bid, action in later:
+            _settle_ack(tallies[unit_of[bid]], waiting_ack, bid, action)
     if closed:
         first_assign = dict(
             session.exec(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
 from workflows.briefing import enqueue_monthly_briefing
+from workflows.calendar import add_months
 from workflows.daily_digest import digest_moments, enqueue_daily_digests
 from workflows.rescheduling import move_deadlines, recount_timers
 from workflows.sweep import advance_clock
@@ -27,14 +27,6 @@ DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 MAX_JUMP = timedelta(days=3660)
-
-
-def _add_months(instant: datetime, months: int) -> datetime:
-    """The same local wall time `months` later; the 31st falls back to the month's last day."""
-    month = instant.month - 1 + months
-    year, month = instant.year + month // 12, month % 12 + 1
-    last = calendar.monthrange(year, month)[1] if 1 <= year <= 9999 else 28
-    return instant.replace(year=year, month=month, day=min(instant.day, last))
 
 
 def after_duration(now: datetime, text: str, tz: ZoneInfo) -> datetime:
@@ -51,7 +43,9 @@ def after_duration(now: datetime, text: str, tz: ZoneInfo) -> datetime:
     if months > 120:
         raise Problem(422, "advance: at most ten years at a time.", field="advance")
     try:
-        local = _add_months(now.astimezone(tz), months) if months else now
+        local = now.astimezone(tz)
+        day = add_months(local.date(), months)  # the same wall time, months on
+        local = local.replace(year=day.year, month=day.month, day=day.day)
         target = local + timedelta(**parts)
     except OverflowError:
         target = datetime.max.replace(tzinfo=tz)

@@ -97,9 +97,12 @@ class Lights:
         return 0
 
 
-def project_out(session: Session, project: Project, request: Request) -> ProjectOut:
+def project_out(
+    session: Session, project: Project, request: Request, lights: Lights | None = None
+) -> ProjectOut:
+    """`lights`: one for a whole page of projects (it holds the calendar and the time)."""
     county = session.get(Unit, project.county_unit_id)
-    lights = Lights(request, session)
+    lights = lights or Lights(request, session)
     open_blockers = list(
         session.exec(
             select(Blocker).where(
@@ -185,7 +188,8 @@ def list_projects(
     if not caller.has("admin"):
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     rows = list(session.exec(query))
-    return page_of(rows, limit, lambda p: project_out(session, p, request))
+    lights = Lights(request, session)
+    return page_of(rows, limit, lambda p: project_out(session, p, request, lights))
 
 
 @router.get("/{code}")
