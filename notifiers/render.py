@@ -34,8 +34,8 @@ TEMPLATE_KINDS = (
     "daily_digest",
     "digest",
 )
-# Messages about units rather than blockers.
-REPORT_KINDS = ("monthly_briefing",)
+# Messages about units rather than blockers: the briefing, and a unit escalated for 约谈.
+REPORT_KINDS = ("monthly_briefing", "ranked_last")
 
 
 def stands_alone(row: Any) -> bool:

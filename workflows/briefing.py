@@ -6,7 +6,8 @@ The unit ranked last (of those with anything to rank) is named for 通报批评;
 last in consecutive months is marked for 约谈 — twice by the leader in charge (分管领导约谈),
 three times or more by the principal leader (主要领导约谈). One row per channel and month,
 keyed by its delivery id, so it is never sent twice; a month missed while the service was
-down is sent when it comes back, within that month.
+down is sent when it comes back, within that month. A unit last for consecutive months is
+also escalated itself (`workflows.ranked_last`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workflows import ladder
 from workflows.calendar import add_months
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
+from workflows.ranked_last import escalate_ranked_last
 from workflows.ranking import standing, unit_ranking
 
 BRIEFING_AT = "09:00"
@@ -105,6 +107,9 @@ def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
     written = 0
     if briefing is not None:
         context, ranked_ids = briefing
+        last = context["last"]
+        if last is not None:
+            escalate_ranked_last(session, ctx, last["unit_id"], last["times"], key, now)
         ranked = [session.get(Unit, unit_id) for unit_id in ranked_ids]
         units = {u.id: u for u in ranked if u is not None}
         for unit in list(units.values()):

@@ -43,7 +43,8 @@ def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[d
         )
         .order_by(Escalation.id)
     )
-    why = dict(entries.all())  # the latest entry of each blocker in this queue
+    # The latest entry of each blocker in this queue (a unit's own entry has its message).
+    why = {blocker_id: reason for blocker_id, reason in entries if blocker_id is not None}
     rows = session.exec(
         select(Blocker).where(Blocker.id.in_(list(why))).order_by(Blocker.id).limit(50)
     )
@@ -57,16 +58,20 @@ CATCH_UP_DAYS = 92  # a longer jump writes the digests of its last quarter only
 def digest_moments(session: Session, ctx: EngineContext, start: datetime, end: datetime) -> list:
     """The 09:00s of working days in (start, end]: where a jump of the simulation clock
     stops to write the day's digests (and a briefing) as the running service would have.
-    None when no unit has a chat group; at most the last `CATCH_UP_DAYS` of a long jump."""
-    if not chat_channels(session):
-        return []
+    When no unit has a chat group, only each month's first working day (the briefing,
+    which may escalate a unit ranked last); at most the last `CATCH_UP_DAYS` of a long jump."""
+    chats = bool(chat_channels(session))
     cal = ctx.calendars.get(session)
     day, last = cal.local_date(start), cal.local_date(end)
     day = max(day, last - timedelta(days=CATCH_UP_DAYS))
     moments = []
     while day <= last:
         moment = cal.at_local(day, DIGEST_AT)
-        if start < moment <= end and cal.is_working_day(day):
+        if (
+            start < moment <= end
+            and cal.is_working_day(day)
+            and (chats or cal.next_working_day(day.replace(day=1), include_self=True) == day)
+        ):
             moments.append(moment)
         day += timedelta(days=1)
     return moments

@@ -1,4 +1,5 @@
-"""Working the escalation queue: acknowledge and handle, each also a blocker event."""
+"""Working the escalation queue: acknowledge and handle, each also a blocker event (an
+entry about a unit ranked last has no blocker: only the entry records who did what)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,18 @@ def record_queue_action(
         raise NotAllowed(
             f"This escalation is {entry.status}; it cannot be {kind}d.", allowed_actions=allowed
         )
-    blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
+    blocker = None
+    if entry.blocker_id is not None:
+        blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
     now = ctx.clock.now()
     if kind == "acknowledge":
         entry.status, entry.acknowledged_at, entry.acknowledged_by = "acknowledged", now, actor.name
     else:
         entry.status, entry.handled_at, entry.handled_by = "handled", now, actor.name
     entry.note = note or entry.note
+    if blocker is None:
+        session.flush()
+        return
     blocker.version += 1
     blocker.updated_at = now
     append_event(

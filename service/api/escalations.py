@@ -37,9 +37,16 @@ router = APIRouter(
 
 class EscalationOut(BaseModel):
     id: int
-    blocker_id: int
+    blocker_id: int | None = Field(
+        description="The blocker escalated; null when a unit itself is (reason `ranked_last`: "
+        "last in the monthly ranking for consecutive months, named in `from_unit`)"
+    )
     level: int
-    reason: str
+    reason: str = Field(
+        description="Why, as the workflow definition names it: overdue, stuck, unacknowledged, "
+        "requested, failed_verification, authority; ranked_last for a unit",
+        examples=["overdue"],
+    )
     detail: str
     status: str
     from_unit: str | None

@@ -1,10 +1,15 @@
-"""An entry in the escalation queue of a level (升级督办)."""
+"""An entry in the escalation queue of a level (升级督办).
+
+Most entries are about one blocker. A unit ranked last in the monthly ranking for
+consecutive months (seed 004) is escalated itself: that entry has no blocker, names the
+unit in `from_unit_id`, and is unique per (unit, step) instead.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from service.models.types import UTCDateTime, utcnow
@@ -17,10 +22,18 @@ class Escalation(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("blocker_id", "step", name="uq_escalations_blocker_step"),
         Index("ix_escalations_queue", "target_unit_id", "status", "created_at"),
+        Index(
+            "uq_escalations_unit_step",
+            "from_unit_id",
+            "step",
+            unique=True,
+            postgresql_where=text("blocker_id IS NULL"),
+            sqlite_where=text("blocker_id IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    blocker_id: int = Field(foreign_key="blockers.id", index=True)
+    blocker_id: int | None = Field(default=None, foreign_key="blockers.id", index=True)
     level: int
     reason: str = Field(max_length=64)
     detail: str = Field(default="", max_length=2000)

@@ -219,6 +219,19 @@ def test_the_monthly_briefing_reaches_every_chat_platform(platform, units, clock
     assert f"第{units}县人民政府排名末位，予以通报批评。" in content or "…" in content
 
 
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
+def test_a_unit_escalated_for_ranking_last_reaches_every_chat_platform(platform, clock):
+    name, fake, channel = platform
+    context = {"escalation_id": 7, "month": "2026年4月", "ranked_unit": "获嘉县人民政府", "times": 2,
+               "meeting": "分管领导约谈", "level": 2, "level_label": "分管副市长",
+               "recipient_unit": "常务副市长办公室"}
+    outcome = send(notifiers_on(clock)[name], channel, render("ranked_last", context, BASE))
+    assert outcome.ok, outcome.reason
+    content = fake.messages[-1].content
+    assert "【排名靠后升级】获嘉县人民政府连续 2 个月排名末位" in content
+    assert "截至2026年4月" in content and "由分管领导约谈" in content and "常务副市长办公室" in content
+
+
 def test_the_briefing_escalates_the_wording_for_repeated_last_places():
     said = {
         times: render("monthly_briefing", briefing_context(3, times), BASE).text

@@ -14,6 +14,7 @@ from tests.helpers import (
     create_key,
     create_project,
     make_client,
+    month_with_a_laggard,
     ok,
     set_clock,
 )
@@ -149,24 +150,11 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
         create_project(client, "P1", "wy")
         create_project(client, "P2", "hj")
 
-        def month_of_work(withdraw_at: str) -> None:
-            """wy acknowledges and resolves in time; hj never acknowledges, and its blocker
-            is withdrawn two days on (so the month does not fill the groups with digests)."""
-            for project, unit in (("P1", "wy"), ("P2", "hj")):
-                bid = create_blocker(client, project)["id"]
-                ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
-                               headers=ADMIN))
-                if unit == "wy":
-                    ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
-                    ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
-            set_clock(client, withdraw_at)
-            ok(client.post(f"/api/v1/blockers/{bid}/withdraw", json={"reason": "重复上报"}, headers=ADMIN))
-
         def briefings() -> list:
             deliver(client, 3)
             return [m for m in wecom.messages if "月度督办通报" in m.content]
 
-        month_of_work("2026-03-04T10:00:00+08:00")
+        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
         set_clock(client, "2026-04-01T08:00:00+08:00")  # the first working day, before 09:00
         assert briefings() == []
         set_clock(client, "2026-04-01T09:30:00+08:00")
@@ -177,7 +165,7 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
         assert "【月度督办通报】2026年3月责任单位排名" in text
         assert text.index("原阳县人民政府") < text.index("获嘉县人民政府")
         assert "获嘉县人民政府排名末位，予以通报批评。" in text and "约谈" not in text
-        month_of_work("2026-04-03T10:00:00+08:00")
+        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
         set_clock(client, "2026-05-08T10:00:00+08:00")  # after the May Day holiday
         april = briefings()[3:]
         assert len(april) == 3 and all("2026年4月" in m.content for m in april)

@@ -33,24 +33,33 @@ def test_upgrade_head_matches_models_and_downgrade_base_works(db_url):
 
 def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     """A deployed 0001 database upgrades in place: step back one revision at a time and
-    forward again; the outbox history index comes and goes with 0002."""
+    forward again; the outbox history index comes and goes with 0002, unit escalations
+    (no blocker) with 0003."""
 
     def indexes() -> set[str]:
         inspector = inspect(db.write_engine)
         return {
             index["name"]
-            for table in ("notifications", "notification_attempts")
+            for table in ("notifications", "notification_attempts", "escalations")
             for index in inspector.get_indexes(table)
         }
 
+    def blocker_optional() -> bool:
+        columns = inspect(db.write_engine).get_columns("escalations")
+        return next(c for c in columns if c["name"] == "blocker_id")["nullable"]
+
     db = Database(db_url)
     try:
-        assert "ix_notification_attempts_at" in indexes()
+        assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
+        assert blocker_optional()
+        migrations.downgrade(db_url, "0002")
+        assert "uq_escalations_unit_step" not in indexes() and not blocker_optional()
         migrations.downgrade(db_url, "0001")
         assert "ix_notification_attempts_at" not in indexes()
         assert "ix_notification_attempts_notification_id" in indexes()
         migrations.upgrade(db_url)
-        assert "ix_notification_attempts_at" in indexes()
+        assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
+        assert blocker_optional()
     finally:
         db.dispose()
 

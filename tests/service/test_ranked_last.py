@@ -1,0 +1,82 @@
+"""A unit last in the monthly ranking for consecutive months is escalated itself (domain.md
+"Escalation", seed 004): an entry in the receiving level's queue, announced in its group."""
+
+from __future__ import annotations
+
+from tests.helpers import (
+    ADMIN,
+    advance,
+    city,
+    create_key,
+    create_project,
+    make_client,
+    month_with_a_laggard,
+    ok,
+    set_clock,
+)
+from tests.notifiers.fakes import WeComRobot
+from tests.service.test_end_to_end_notifications import add_group, deliver
+
+
+def unit_entries(client, headers=ADMIN) -> list[dict]:
+    items = ok(client.get("/api/v1/escalations?limit=500", headers=headers))["items"]
+    return [e for e in items if e["blocker_id"] is None]
+
+
+def test_last_twice_goes_to_the_leader_in_charge_three_times_to_the_city(db_url):
+    with WeComRobot({"k-cw", "k-city"}) as wecom, make_client(db_url) as client:
+        city(client)
+        add_group(client, "xx-cwfsz", wecom.url("k-cw"))  # the executive vice mayor's office
+        add_group(client, "xx", wecom.url("k-city"))  # the city government
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+        vice_mayor = create_key(client, "xx-cwfsz")
+
+        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
+        set_clock(client, "2026-04-01T10:00:00+08:00")
+        assert unit_entries(client) == []  # last once: 通报批评 in the briefing, no escalation
+
+        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
+        set_clock(client, "2026-05-08T10:00:00+08:00")  # across the May Day holiday
+        advance(client, "PT1H")  # another tick: still one entry
+        (second,) = unit_entries(client)
+        assert second["reason"] == "ranked_last" and second["level"] == 2
+        assert second["from_unit"] == "hj" and second["unit"] == "xx-cwfsz"
+        assert second["status"] == "open" and "分管领导约谈" in second["detail"]
+        # Written at the briefing's moment: 09:00 on May's first working day (the 6th).
+        assert second["created_at"] == "2026-05-06T09:00:00+08:00"
+        assert unit_entries(client, vice_mayor) == [second]  # in that office's own queue
+
+        deliver(client, 3)
+        (message,) = [m for m in wecom.messages if "排名靠后升级" in m.content]
+        assert message.robot == "k-cw"
+        assert "获嘉县人民政府连续 2 个月排名末位" in message.content and "分管领导约谈" in message.content
+
+        for action, status in (("acknowledge", "acknowledged"), ("handle", "handled")):
+            entry = ok(client.post(f"/api/v1/escalations/{second['id']}/{action}", json={"note": "已约谈"},
+                                   headers=vice_mayor))
+            assert entry["status"] == status
+        assert entry["handled_by"] and entry["note"] == "已约谈"
+
+        month_with_a_laggard(client, "2026-05-12T10:00:00+08:00")
+        set_clock(client, "2026-06-01T09:30:00+08:00")
+        third = [e for e in unit_entries(client) if e["id"] != second["id"]]
+        assert [(e["level"], e["unit"], e["from_unit"]) for e in third] == [(3, "xx", "hj")]
+        assert "连续 3 个月" in third[0]["detail"] and "主要领导约谈" in third[0]["detail"]
+        deliver(client, 3)
+        assert [m.robot for m in wecom.messages if "连续 3 个月排名末位" in m.content] == ["k-city"]
+
+
+def test_a_jump_over_months_escalates_without_any_chat_group(db_url):
+    """The briefing's moment is a stop of a clock jump even when no unit has a group: the
+    entry does not depend on someone listening."""
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
+        set_clock(client, "2026-04-01T10:00:00+08:00")
+        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
+        advance(client, "P60D")  # past May's and June's briefings in one jump
+        entries = unit_entries(client)
+        assert [(e["level"], e["created_at"]) for e in entries] == [(2, "2026-05-06T09:00:00+08:00")]
