@@ -141,7 +141,7 @@ def test_health_ready_metrics(db_url):
     with make_client(db_url) as client:
         assert ok(client.get("/healthz")) == {"status": "ok"}
         ready = ok(client.get("/readyz"))
-        assert ready["revision"] == "0002"
+        assert ready["revision"] == "0003"
         client.get("/api/v1/units", headers=ADMIN)
         text = client.get("/metrics").text
         assert 'duban_http_requests_total{method="GET",route="/api/v1/units",status="200"}' in text
