@@ -23,7 +23,7 @@ from workflows.calendar import add_months
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranked_last import escalate_ranked_last
-from workflows.ranking import standing, unit_ranking
+from workflows.ranking import number, standing, unit_ranking
 
 BRIEFING_AT = "09:00"
 LISTED = 30  # rows in the message (the top, and the last); all are in GET /reports/units
@@ -39,11 +39,32 @@ def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:
     end = datetime.combine(_month_before(first, -1), time.min, tz)
     rows = unit_ranking(session, start, end)
     ranked = [r for r in rows if r["on_time_rate"] is not None or r["response_rate"] is not None]
-    return [{**r, "rank": n} for n, r in enumerate(ranked, 1)]  # among the ranked only
+    return number([dict(r) for r in ranked])  # among the ranked only
 
 
 def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def briefing_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The message's lines: every ranked unit, or past `LISTED` the top and the last, the
+    last marked as coming after a gap."""
+    listed = rows if len(rows) <= LISTED else [*rows[: LISTED - 1], rows[-1]]
+    return [
+        {
+            "rank": r["rank"],
+            "gap_before": r is rows[-1] and len(listed) < len(rows),
+            "unit_id": r["unit_id"],
+            "name": r["name"],
+            "assigned": r["assigned"],
+            "overdue": r["overdue"],
+            "open_blockers": r["open_blockers"],
+            "on_time_rate": _percent(r["on_time_rate"]),
+            "response_rate": _percent(r["response_rate"]),
+            "satisfaction_rate": _percent(r["satisfaction_rate"]),
+        }
+        for r in listed
+    ]
 
 
 def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any], list[int]] | None:
@@ -66,24 +87,10 @@ def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any],
             ):
                 break
             times += 1
-    listed = rows if len(rows) <= LISTED else [*rows[: LISTED - 1], rows[-1]]
     context = {
         "month": f"{month.year}年{month.month}月",
         "units": len(rows),
-        "rows": [
-            {
-                "rank": r["rank"],
-                "unit_id": r["unit_id"],
-                "name": r["name"],
-                "assigned": r["assigned"],
-                "overdue": r["overdue"],
-                "open_blockers": r["open_blockers"],
-                "on_time_rate": _percent(r["on_time_rate"]),
-                "response_rate": _percent(r["response_rate"]),
-                "satisfaction_rate": _percent(r["satisfaction_rate"]),
-            }
-            for r in listed
-        ],
+        "rows": briefing_rows(rows),
         "last": {"name": last["name"], "unit_id": last["unit_id"], "times": times}
         if last
         else None,

@@ -170,20 +170,36 @@ def unit_ranking(
             }
         )
     rows.sort(key=lambda r: (*standing(r), r["unit"]))
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
+    number(rows)
+    return rows
+
+
+def number(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rank sorted rows 1, 2, 2, 4…: units equal in every respect share a place."""
+    for i, row in enumerate(rows):
+        tied = i > 0 and standing(row) == standing(rows[i - 1])
+        row["rank"] = rows[i - 1]["rank"] if tied else i + 1
     return rows
 
 
 def standing(row: dict[str, Any]) -> tuple:
     """What ranks a unit, best first: on-time rate, response rate, fewest overdue,
-    satisfaction, fewest days to close. Two units equal in all of it are tied."""
+    satisfaction, fewest days to close. Two units equal in all of it are tied.
+
+    A rate with nothing to count missed nothing: a unit with nothing due in the period
+    is not ranked below one that let its blocker go overdue. Units with neither rate
+    (nothing to rank them by) come last, and the briefing leaves them out."""
     days = row["average_days_to_close"]
+
+    def rate(name: str) -> float:
+        value = row[name]
+        return 1.0 if value is None else value
+
     return (
-        row["on_time_rate"] is None,
-        -(row["on_time_rate"] or 0),
-        -(row["response_rate"] or 0),
+        row["on_time_rate"] is None and row["response_rate"] is None,
+        -rate("on_time_rate"),
+        -rate("response_rate"),
         row["overdue"],
-        -(row["satisfaction_rate"] or 0),
+        -rate("satisfaction_rate"),
         float("inf") if days is None else days,
     )

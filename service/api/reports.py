@@ -63,7 +63,9 @@ class UnitReport(BaseModel):
         "the period"
     )
     open_blockers: int = Field(description="The unit's open blockers now")
-    rank: int
+    rank: int = Field(
+        description="1 is best; units equal on every criterion share a place (1, 2, 2, 4)"
+    )
 
 
 @router.get("/units", response_model=list[UnitReport])
@@ -76,9 +78,10 @@ def unit_report(
     level: Literal["township", "county", "city", "province"] | None = None,
 ) -> list[UnitReport]:
     """通报排名: rates per responsible unit over [from, to] (local days), ranked by on-time
-    rate, then response rate, fewest overdue, satisfaction, fewest days to close (a tie on
-    all of them goes by unit code). Units with open blockers are listed even when nothing
-    happened to them in the period."""
+    rate, then response rate, fewest overdue, satisfaction, fewest days to close; a rate
+    with nothing to count (null) missed nothing and ranks as full. Units tied on all of
+    them share a place, listed by unit code. Units with open blockers are listed even when
+    nothing happened to them in the period (with neither rate, they come last)."""
     for name, day in (("from", from_), ("to", to)):
         if not 2000 <= day.year <= 2100:
             raise Problem(422, f"{name}: give a date between 2000 and 2100.", field=name)

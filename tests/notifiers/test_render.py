@@ -19,6 +19,7 @@ from notifiers.render import TEMPLATE_KINDS, render, render_digest, truncate_utf
 from service.models import Channel
 from tests.notifiers.fakes import SmtpSink, smtp_server
 from tests.notifiers.helpers import blocker_context, notifiers_on
+from workflows.briefing import briefing_rows
 
 BASE = "https://duban.example.gov.cn"
 LONG_TITLE = "征地拆迁补偿标准争议协调" * 700  # ~25 KB of UTF-8
@@ -241,12 +242,17 @@ def test_the_briefing_escalates_the_wording_for_repeated_last_places():
     assert "连续 2 个月排名末位，由分管领导约谈。" in said[2]
     assert "连续 3 个月排名末位，由主要领导约谈。" in said[3]
     assert "连续 5 个月排名末位，由主要领导约谈。" in said[5]
-    # Of 35 units, the top 29 and the last are listed, a gap marked between them.
+    # Of 35 units, the top 29 and the last are listed, a gap marked between them; units
+    # tied for 4th share the place, with no gap mark after them.
     many = briefing_context(35, 1)
-    many["rows"] = [*many["rows"][:29], many["rows"][-1]]
+    rows = [{**r, "rank": 4 if r["rank"] == 5 else r["rank"], "on_time_rate": None,
+             "response_rate": 1.0, "satisfaction_rate": None} for r in many["rows"]]
+    many["rows"] = briefing_rows(rows)
+    assert len(many["rows"]) == 30 and [r["gap_before"] for r in many["rows"]] == [False] * 29 + [True]
     lines = render("monthly_briefing", many, BASE).text.splitlines()
     at = lines.index("…")
     assert lines[at - 1].startswith("29. ") and lines[at + 1].startswith("35. 第35县人民政府")
+    assert lines.count("…") == 1 and sum(line.startswith("4. ") for line in lines) == 2
 
 
 @pytest.fixture(scope="module")

@@ -318,3 +318,24 @@ def test_a_tie_for_last_place_names_no_one(db_url):
         assert len(briefings) == 2  # the two counties' groups (their taskforce has none)
         for row in briefings:
             assert row.context["last"] is None and len(row.context["rows"]) == 2
+            assert [r["rank"] for r in row.context["rows"]] == [1, 1]  # tied: one place
+        rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))
+        assert {r["unit"]: r["rank"] for r in rows} == {"wy": 1, "hj": 1}
+
+
+def test_nothing_due_is_not_ranked_below_an_overdue_blocker(db_url):
+    """hj acknowledged in time and its deadline is months away; wy ignored its blocker
+    and let it go overdue. wy, not hj, is last."""
+    with make_client(db_url, clock_start="2026-11-02T10:00:00+08:00") as client:  # Monday
+        city(client)
+        for unit, deadline in (("hj", {"date": "2026-12-31"}), ("wy", {"working_days": 3})):
+            create_project(client, f"P-{unit}", unit)
+            bid = create_blocker(client, f"P-{unit}")["id"]
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": deadline},
+                           headers=ADMIN))
+            if unit == "hj":
+                ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        set_clock(client, "2026-12-01T10:00:00+08:00")
+        rows = ok(client.get("/api/v1/reports/units?from=2026-11-01&to=2026-11-30", headers=ADMIN))
+        ranked = {r["unit"]: (r["rank"], r["on_time_rate"], r["response_rate"]) for r in rows}
+        assert ranked["hj"] == (1, None, 1.0) and ranked["wy"] == (2, 0.0, 0.0)
