@@ -180,12 +180,10 @@ def escalate(run: Run) -> None:
     if _escalates_only(run.spec) and run.blocker.escalation_level >= top:
         from workflows.engine import allowed_actions  # the engine imports this module
 
-        actions = run.workflow.definition.actions
-        allowed = allowed_actions(run.session, run.ctx, run.blocker, run.actor)
         raise NotAllowed(
             f"The blocker is already at the top of the ladder (level {top}); "
             "there is no level above to ask.",
-            allowed_actions=[a for a in allowed if "escalate" not in actions[a].effects],
+            allowed_actions=allowed_actions(run.session, run.ctx, run.blocker, run.actor),
             state=run.blocker.state,
         )
     escalate_one(run, run.spec.escalation_reason or "requested")

@@ -109,7 +109,11 @@ def allowed_actions(
     session: Session, ctx: EngineContext, blocker: Blocker, actor: Actor | None = None
 ) -> list[str]:
     workflow = ctx.workflows[blocker.workflow]
-    names = workflow.allowed_actions(blocker.state)
+    names = [
+        n
+        for n in workflow.allowed_actions(blocker.state)
+        if not effects.escalates_nowhere(workflow.definition, n, blocker)
+    ]
     if actor is None or actor.is_admin:
         return names
     roles = roles_of(session, actor, blocker)

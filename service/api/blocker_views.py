@@ -14,7 +14,7 @@ from service.auth import Principal
 from service.models import Blocker, Escalation, Event, Project, Timer, Unit
 from service.models.blocker import is_overdue
 from service.problems import Problem
-from workflows.engine import Actor
+from workflows.engine import Actor, allowed_actions
 
 
 class BlockerOut(BaseModel):
@@ -109,7 +109,7 @@ def blocker_out(session: Session, blocker: Blocker, request: Request) -> Blocker
         external_ref=blocker.external_ref,
         reported_by=blocker.reported_by,
         warnings=list(blocker.warnings),
-        allowed_actions=ctx.workflows[blocker.workflow].allowed_actions(blocker.state),
+        allowed_actions=allowed_actions(session, ctx, blocker),
         created_at=local_iso(blocker.created_at, tz),
         updated_at=local_iso(blocker.updated_at, tz),
         closed_at=local_iso(blocker.closed_at, tz),

@@ -150,6 +150,7 @@ def test_deadline_escalates_and_climbs_the_ladder_exactly_once(db_url):
         advance(client, "P30D")
         b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
         assert b["escalation_level"] == 3
+        assert "request_escalation" not in b["allowed_actions"]  # not offered at the top
         with client.app.state.db.unit_of_work(readonly=True) as session:
             entries = list(session.exec(select(Escalation).order_by(Escalation.level)))
             assert [(e.level, e.reason) for e in entries] == [
@@ -280,6 +281,7 @@ def test_asking_for_a_level_above_the_top_is_409_and_changes_nothing(db_url):
         bid = _assigned(client, days=10, authority_level="province")["id"]
         b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
         assert b["escalation_level"] == 3
+        assert "request_escalation" not in b["allowed_actions"]  # not offered at the top
         r = client.post(
             f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "再次申请"}, headers=ADMIN
         )
