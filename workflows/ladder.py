@@ -77,14 +77,16 @@ def receiver_for(
     if rung.receiver == "responsible_unit" or level == 0:
         return responsible
     city = city_of(session, responsible)
-    general = _tagged(session, city, "general_taskforce")
+    government = _tagged(session, city, "city_government") or city
     if rung.receiver == "general_taskforce":
-        return general or city
+        return _tagged(session, city, "general_taskforce") or government
     if rung.receiver == "sector_leader":
+        # Never back down to the rung below: without a deputy mayor's office or an
+        # executive vice mayor's, the matter goes up to the city government.
         cross = any(c and c in category for c in definition.escalation.cross_sector_categories)
         leader = None if cross else _tagged(session, city, f"sector:{category}")
-        return leader or _tagged(session, city, "executive_vice_mayor") or general or city
-    return _tagged(session, city, "city_government") or city
+        return leader or _tagged(session, city, "executive_vice_mayor") or government
+    return government
 
 
 def general_taskforce(session: Session, unit: Unit) -> Unit:

@@ -257,6 +257,28 @@ def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
         assert [q["level"] for q in queue] == [1, 1]
 
 
+def test_a_missing_rung_falls_back_up_the_ladder_never_down(db_url):
+    """No deputy mayor's or executive vice mayor's office: level 2 goes to the city
+    government, not back to the general taskforce that already holds level 1."""
+    with make_client(db_url) as client:
+        for code, name, level, kind, parent in (
+            ("xc", "许昌市人民政府", "city", "government", None),
+            ("xc-zb", "市综合专班", "city", "taskforce", "xc"),
+            ("yz", "禹州市人民政府", "county", "government", "xc"),
+        ):
+            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
+            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        create_project(client, "P1", "yz")
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "yz", "deadline": {"working_days": 20}},
+                       headers=ADMIN))
+        for _ in range(2):
+            ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需市级层面协调"},
+                           headers=ADMIN))
+        queue = ok(client.get("/api/v1/escalations", headers=ADMIN))["items"]
+        assert [(q["level"], q["unit"]) for q in queue] == [(1, "xc-zb"), (2, "xc")]
+
+
 def test_overdue_from_the_instant_the_deadline_fires(db_url):
     with make_client(db_url) as client:
         city(client)
