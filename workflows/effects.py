@@ -39,6 +39,8 @@ class Run:
     recorded: dict[str, Any] = field(default_factory=dict)
     deadline_changed: bool = False
     escalated_to: Unit | None = None
+    # The state the action moves to (effects run before the blocker changes state).
+    after: str | None = None
 
     def __post_init__(self) -> None:
         if self.world is None:
@@ -246,6 +248,7 @@ def escalate_one(run: Run, reason: str) -> None:
         blocker,
         run.cal,
         run.now,
+        state=run.after or blocker.state,  # what it will be: returned, not still resolved
         reason=reason,
         level=level,
         level_label=rung.label if rung else str(level),

@@ -276,6 +276,7 @@ def perform(
         spec=spec,
         timer=timer,
         world=world,
+        after=after,
     )
     for name in list(spec.effects) + list(branch.effects):
         effects.REGISTRY[name](run)

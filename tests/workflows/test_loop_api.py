@@ -101,6 +101,32 @@ def test_full_loop_with_return_and_close(db_url):
         assert detail["timers"] == []
 
 
+def test_escalation_on_repeated_failed_verification_speaks_of_the_returned_blocker(db_url):
+    from sqlmodel import select
+
+    from notifiers.render import render
+    from service.models import Notification
+
+    with make_client(db_url) as client:
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom",
+                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"},
+                       headers=ADMIN), 201)
+        bid = _assigned(client, days=5)["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        for _ in range(2):
+            ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=ADMIN))
+            b = ok(client.post(f"/api/v1/blockers/{bid}/verify",
+                               json={"satisfied": False, "note": "企业不满意", "deadline": {"working_days": 3}},
+                               headers=ADMIN))
+        assert b["state"] == "supervised" and b["escalation_level"] == 1
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            (row,) = session.exec(select(Notification).where(Notification.kind == "escalated")).all()
+        text = render("escalated", row.context, "https://duban.example.gov.cn").text
+        assert "【核验未通过升级】" in text and f"{b['deadline']}（剩余 3 个工作日）" in text
+        assert "已办结" not in text
+
+
 def test_not_allowed_is_409_and_stale_version_is_412_and_change_nothing(db_url):
     with make_client(db_url) as client:
         city(client)
