@@ -372,7 +372,7 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
             blocker=blocker,
             unit=target,
             template=notify.template,
-            event_type=f"blocker.{action}",
+            event_type=event_name(action, run.payload),
             context=context,
             not_before=not_before,
             urgent=urgent,

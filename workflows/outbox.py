@@ -118,6 +118,12 @@ EVENT_NAMES = {
     "request_escalation": "blocker.escalation_requested",
     "deadline_passed": "blocker.overdue",
     "reschedule": "blocker.rescheduled",
+    # What the timers do (their actions are not subscribers' vocabulary).
+    "acknowledge_missed": "blocker.acknowledgement_missed",
+    "remind_deadline": "blocker.deadline_reminder",
+    "feedback_missed": "blocker.feedback_missed",
+    "remind_verify": "blocker.verification_reminder",
+    "climb": "blocker.climbed",
 }
 
 

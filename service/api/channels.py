@@ -57,6 +57,10 @@ EVENT_TYPES = (
     "blocker.deadline_passed",
     "blocker.climb",
     "blocker.reschedule",
+    "blocker.acknowledge_missed",
+    "blocker.remind_deadline",
+    "blocker.feedback_missed",
+    "blocker.remind_verify",
 )
 
 

@@ -210,3 +210,30 @@ def test_the_taskforce_digest_heads_each_item_by_why_it_was_escalated(db_url):
             (row,) = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
         text = render("daily_digest", row.context, "https://duban.example.gov.cn").text
         assert "【提级督办】" in text and "【申请提级协调】" in text and "逾期升级" not in text
+
+
+def test_every_delivery_is_named_for_what_happened(db_url):
+    """A unit's own webhook channel and a `*` subscription both receive event names
+    (blocker.assigned, blocker.deadline_reminder …), never bare action names."""
+    with (
+        WebhookReceiver("unit-secret") as unit_hook,
+        WebhookReceiver("sub-secret") as sub_hook,
+        make_client(db_url) as client,
+    ):
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "webhook", "url": unit_hook.url,
+                                                 "secret": "unit-secret"}, headers=ADMIN), 201)
+        ok(client.post("/api/v1/webhooks", json={"url": sub_hook.url, "secret": "sub-secret", "events": ["*"]},
+                       headers=ADMIN), 201)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        advance(client, "P14D")  # ack missed twice, reminders, the deadline, a climb
+        deliver(client, 5)
+        assert "blocker.assigned" in unit_hook.events.values()
+        names = set(sub_hook.events.values())
+        assert {"blocker.created", "blocker.assigned", "blocker.acknowledgement_missed",
+                "blocker.overdue", "blocker.escalated", "blocker.climbed"} <= names
+        actions = {"blocker.assign", "blocker.acknowledge_missed", "blocker.remind_deadline", "blocker.climb"}
+        assert not (names | set(unit_hook.events.values())) & actions
