@@ -21,3 +21,7 @@ class EngineContext:
     lock_rows: bool = False
     # Months ("2026-03") whose briefing this process has written or found written.
     briefed: set[str] = field(default_factory=set)
+    # The day ("2026-03-02") whose digests this process has settled, and for which chat
+    # channels: written, or with nothing to say at the digest's moment (no digest that day,
+    # rather than one later in the day repeating a message just sent).
+    digested: tuple[str, set[int]] = ("", set())

@@ -1,7 +1,9 @@
 """The daily digest (每日督办): at 09:00 on working days, one message per unit group.
 
 Driven by business time from the sweep tick (so the simulation clock drives it too);
-one row per channel and day, keyed by its delivery id, so it is never sent twice.
+one row per channel and day, keyed by its delivery id, so it is never sent twice. A group
+with nothing to list at the digest's moment gets none that day, not one later in the day
+(after a restart the process cannot tell, and catches up).
 """
 
 from __future__ import annotations
@@ -85,10 +87,16 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
     if not cal.is_working_day(today) or now < cal.at_local(today, DIGEST_AT):
         return 0
     horizon = cal.end_of_day(cal.add_working_days(today, 3))
+    if ctx.digested[0] != today.isoformat():
+        ctx.digested = (today.isoformat(), set())
+    settled = ctx.digested[1]
     written = 0
     for channel in chat_channels(session):
+        if channel.id in settled:
+            continue
         delivery_id = f"daily-{today.isoformat()}-{channel.id}"
         if already_written(session, delivery_id):
+            settled.add(channel.id)
             continue
         unit = session.get(Unit, channel.unit_id)
         if unit is None:
@@ -98,6 +106,7 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
         else:
             items = _items_for_unit(session, ctx, unit, now, horizon)
         if not items:
+            settled.add(channel.id)  # nothing at the digest's moment: none today
             continue
         add_unit_message(
             session,

@@ -237,3 +237,26 @@ def test_every_delivery_is_named_for_what_happened(db_url):
                 "blocker.overdue", "blocker.escalated", "blocker.climbed"} <= names
         actions = {"blocker.assign", "blocker.acknowledge_missed", "blocker.remind_deadline", "blocker.climb"}
         assert not (names | set(unit_hook.events.values())) & actions
+
+
+def test_a_group_with_nothing_at_nine_gets_no_digest_later_that_day(db_url):
+    with make_client(db_url, clock_start="2026-03-02T08:00:00+08:00") as client:
+        city(client)
+        add_group(client, "xx-zb")
+        create_project(client, "P1", "wy")
+        advance(client, "PT1H30M")  # 09:30 Monday: the taskforce's queue is empty
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 10}},
+                       headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需市级层面协调"},
+                       headers=ADMIN))
+        advance(client, "PT1H")  # 10:30: the queue has an item, already announced on its own
+
+        def digest_days() -> list[str]:
+            with client.app.state.db.unit_of_work(readonly=True) as session:
+                rows = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
+            return sorted(r.context["date"] for r in rows)
+
+        assert digest_days() == []
+        advance(client, "P1D")  # Tuesday 10:30: the queue's digest, at 09:00
+        assert digest_days() == ["2026-03-03"]
