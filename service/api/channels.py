@@ -232,7 +232,10 @@ class NotificationOut(BaseModel):
     kind: str
     event_type: str
     status: str
-    attempts: int
+    attempts: int = Field(
+        description="Delivery attempts made in all, manual retries included (each one is in "
+        "attempt_log); a manual retry starts a fresh series of automatic ones"
+    )
     last_error: str | None
     delivery_id: str
     mentions: list[str]
@@ -249,7 +252,7 @@ def notification_out(session: Session, row: Notification, request: Request) -> N
         select(NotificationAttempt)
         .where(NotificationAttempt.notification_id == row.id)
         .order_by(NotificationAttempt.id)
-    )
+    ).all()
     return NotificationOut(
         id=row.id,
         blocker_id=row.blocker_id,
@@ -258,7 +261,8 @@ def notification_out(session: Session, row: Notification, request: Request) -> N
         kind=row.kind,
         event_type=row.event_type,
         status=row.status,
-        attempts=row.attempts,
+        # row.attempts counts the current series only (the backoff and the give-up limit).
+        attempts=max(row.attempts, len(attempts)),
         last_error=row.last_error,
         delivery_id=row.delivery_id,
         mentions=list(row.mentions),

@@ -260,3 +260,21 @@ def test_a_group_with_nothing_at_nine_gets_no_digest_later_that_day(db_url):
         assert digest_days() == []
         advance(client, "P1D")  # Tuesday 10:30: the queue's digest, at 09:00
         assert digest_days() == ["2026-03-03"]
+
+
+def test_a_manual_retry_keeps_counting_attempts(db_url):
+    with WeComRobot(set()) as wecom, make_client(db_url) as client:
+        city(client)
+        add_group(client, "wy", wecom.url("k-new"))  # a robot key the platform does not know yet
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        deliver(client, 2)
+        (dead,) = ok(client.get("/api/v1/notifications?status=dead", headers=ADMIN))["items"]
+        assert dead["attempts"] == 1 and "93000" in dead["last_error"]
+        wecom.keys.add("k-new")  # the group's robot is set up properly
+        ok(client.post(f"/api/v1/notifications/{dead['id']}/retry", headers=ADMIN), 202)
+        deliver(client, 2)
+        (sent,) = ok(client.get("/api/v1/notifications?status=sent", headers=ADMIN))["items"]
+        assert sent["id"] == dead["id"] and sent["attempts"] == 2 and len(sent["attempt_log"]) == 2
