@@ -35,6 +35,14 @@ def context_for(kind: str, count: int = 3, **overrides: Any) -> dict[str, Any]:
     return blocker_context(7, level=1, level_label="市综合专班", reason="overdue", **overrides)
 
 
+def test_a_digest_item_past_its_deadline_is_labelled_overdue_not_a_reminder():
+    context = context_for("daily_digest", count=2)
+    context["items"][1].update(overdue=True, state="deadline", working_days_left=-2)
+    text = render("daily_digest", context, BASE).text
+    assert text.count("【到期提醒】") == 1 and text.count("【已逾期】") == 1
+    assert text.index("【到期提醒】") < text.index("【已逾期】")
+
+
 def link_for(kind: str) -> str:
     return f"{BASE}/blockers" if kind in ("digest", "daily_digest") else f"{BASE}/blockers/7"
 
