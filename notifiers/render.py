@@ -70,28 +70,38 @@ def blocker_link(base_url: str, blocker_id: Any) -> str:
     return f"{base_url.rstrip('/')}/blockers/{blocker_id}"
 
 
+# What the chat platforms' markdown reads as a link or an HTML tag, in text that people and
+# other systems wrote: shown as the full-width forms, which read the same to an official.
+_INERT = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞"})
+
+
+def inert(value: Any) -> str:
+    """Free text with no markup: a title such as "[点此签收](http://…)" stays text."""
+    return str(value or "").translate(_INERT)
+
+
 def _view(context: Mapping[str, Any], base_url: str, kind: str | None = None) -> dict[str, Any]:
     """The template's view of one blocker: the outbox context with defaults and its link."""
     blocker_id = context.get("blocker_id")
-    title = str(context.get("title") or "")
+    title = inert(context.get("title"))
     return {
         "kind": kind or context.get("kind", ""),
         "blocker_id": blocker_id,
         "title": title,
         "short_title": title if len(title) <= SHORT_TITLE else title[: SHORT_TITLE - 1] + ELLIPSIS,
-        "category": context.get("category") or "",
+        "category": inert(context.get("category")),
         "state": context.get("state") or "",
         "project_code": context.get("project_code") or "",
-        "project_name": context.get("project_name") or "",
-        "unit_name": context.get("unit_name") or "",
-        "recipient_unit": context.get("recipient_unit") or "",
+        "project_name": inert(context.get("project_name")),
+        "unit_name": inert(context.get("unit_name")),
+        "recipient_unit": inert(context.get("recipient_unit")),
         "deadline": context.get("deadline"),
         "working_days_left": context.get("working_days_left"),
         "overdue": bool(context.get("overdue")),
         "level": int(context.get("level") or 0),
         "level_label": context.get("level_label") or "",
         "reason": context.get("reason") or "",
-        "note": context.get("note") or "",
+        "note": inert(context.get("note")),
         "acknowledge_by": context.get("acknowledge_by") or "",
         "link": blocker_link(base_url, blocker_id) if blocker_id is not None else base_url,
     }

@@ -43,6 +43,15 @@ def test_a_digest_item_past_its_deadline_is_labelled_overdue_not_a_reminder():
     assert text.index("【到期提醒】") < text.index("【已逾期】")
 
 
+@pytest.mark.parametrize("kind", ["assigned", "escalated", "daily_digest"])
+def test_text_people_wrote_cannot_become_a_link_or_a_tag(kind):
+    title = "[点此完成签收](http://evil.example/login) <font color=\"warning\">用地审批</font>"
+    message = render(kind, context_for(kind, title=title, note="[x](http://evil.example)"), BASE)
+    for text in (message.markdown, message.text, message.title):
+        assert "[点此完成签收]" not in text and "<font" not in text
+    assert "［点此完成签收］(http://evil.exam" in message.markdown  # (a digest shortens titles)
+
+
 def link_for(kind: str) -> str:
     return f"{BASE}/blockers" if kind in ("digest", "daily_digest") else f"{BASE}/blockers/7"
 
