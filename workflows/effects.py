@@ -81,10 +81,13 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
 
 def _calendar_warnings(run: Run, day: date) -> list[str]:
     missing = run.cal.years_without_official_data(run.cal.local_date(run.now), day)
-    return [
+    warnings = [
         f"{year} 年尚未载入官方节假日安排，截止日期按周一至周五计算（weekends-only）。"
         for year in missing
     ]
+    if not run.cal.is_working_day(day):  # a date given as such: kept, but worth a second look
+        warnings.append(f"截止日期 {day.isoformat()} 不是工作日（周末或法定节假日），请确认。")
+    return warnings
 
 
 def _set_deadline(run: Run, spec: Any) -> None:

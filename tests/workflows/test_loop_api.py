@@ -127,6 +127,23 @@ def test_escalation_on_repeated_failed_verification_speaks_of_the_returned_block
         assert "已办结" not in text
 
 
+def test_a_deadline_date_on_a_day_off_is_kept_with_a_warning(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        for day, warned in (("2026-03-14", True), ("2026-03-16", False)):  # a Saturday, a Monday
+            body = {"unit": "wy", "deadline": {"date": day}}
+            action = "assign" if day == "2026-03-14" else "verify"
+            if action == "verify":
+                ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+                ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
+                body = {"satisfied": False, "note": "不满意", "deadline": {"date": day}}
+            b = ok(client.post(f"/api/v1/blockers/{bid}/{action}", json=body, headers=ADMIN))
+            assert b["deadline"] == day
+            assert any("不是工作日" in w for w in b["warnings"]) is warned
+
+
 def test_not_allowed_is_409_and_stale_version_is_412_and_change_nothing(db_url):
     with make_client(db_url) as client:
         city(client)
