@@ -1,4 +1,6 @@
-"""The daily digest (每日督办): at 09:00 on working days, one message per unit group.
+"""The daily digest (每日督办): at 09:00 on working days, one message per unit group: what
+is in the unit's escalation queue (a level's receivers: the general taskforce, a vice
+mayor's office, the city government), then its own blockers due within 3 working days.
 
 Driven by business time from the sweep tick (so the simulation clock drives it too);
 one row per channel and day, keyed by its delivery id, so it is never sent twice. A group
@@ -101,10 +103,13 @@ def enqueue_daily_digests(session: Session, ctx: EngineContext) -> int:
         unit = session.get(Unit, channel.unit_id)
         if unit is None:
             continue
-        if unit.kind == "taskforce" and ladder.general_taskforce(session, unit).id == unit.id:
-            items = _items_for_queue(session, ctx, unit, now)
-        else:
-            items = _items_for_unit(session, ctx, unit, now, horizon)
+        # A level's escalation queue (the general taskforce, a vice mayor's office, the city
+        # government), then the unit's own blockers due soon, each blocker once.
+        items = _items_for_queue(session, ctx, unit, now)
+        if not (unit.kind == "taskforce" and ladder.general_taskforce(session, unit).id == unit.id):
+            listed = {i["blocker_id"] for i in items}
+            own = _items_for_unit(session, ctx, unit, now, horizon)
+            items += [i for i in own if i["blocker_id"] not in listed]
         if not items:
             settled.add(channel.id)  # nothing at the digest's moment: none today
             continue

@@ -278,3 +278,23 @@ def test_a_manual_retry_keeps_counting_attempts(db_url):
         deliver(client, 2)
         (sent,) = ok(client.get("/api/v1/notifications?status=sent", headers=ADMIN))["items"]
         assert sent["id"] == dead["id"] and sent["attempts"] == 2 and len(sent["attempt_log"]) == 2
+
+
+def test_a_vice_mayors_office_gets_its_queue_in_the_daily_digest(db_url):
+    from notifiers.render import render
+
+    with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
+        city(client)
+        add_group(client, "xx-fsz-land")  # the deputy mayor in charge of land (用地)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1", category="用地")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 10}},
+                       headers=ADMIN))
+        for _ in range(2):  # level 1, then level 2: the deputy mayor's queue
+            ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需市级层面协调"},
+                           headers=ADMIN))
+        advance(client, "P1D")  # Tuesday 09:30
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            (row,) = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
+        text = render("daily_digest", row.context, "https://duban.example.gov.cn").text
+        assert "分管副市长（自然资源）" in text and "【申请提级协调】" in text and "用地手续办理滞后" in text
