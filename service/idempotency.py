@@ -132,9 +132,10 @@ def idempotent(
                 409, "This Idempotency-Key is being released; retry the request."
             ) from None
         if first.request_hash != digest or first.method_path != method_path:
+            what = "body" if first.method_path == method_path else "endpoint"
             raise Problem(
                 422,
-                "This Idempotency-Key was used with a different request body; use a new key.",
+                f"This Idempotency-Key was used with a different request {what}; use a new key.",
                 field="Idempotency-Key",
             ) from None
         if first.status != "done" and first.created_at < now - timedelta(minutes=2):

@@ -137,9 +137,19 @@ def start_at_authority_level(run: Run) -> None:
 
 
 def new_deadline(run: Run) -> None:
-    spec = run.payload.get("deadline") or {"working_days": 5}
+    """A returned blocker's deadline: the one given, else 5 working days from now, but
+    never earlier than the deadline it had (a return does not cut the unit's time)."""
+    given = run.payload.get("deadline")
+    previous = run.blocker.deadline, run.blocker.due_at
+    spec = given or {"working_days": 5}
     run.recorded["deadline_spec"] = spec
     _set_deadline(run, spec)
+    if not given and previous[0] is not None and previous[0] > run.blocker.deadline:
+        run.blocker.deadline, run.blocker.due_at = previous
+        run.blocker.warnings = _calendar_warnings(run, previous[0])
+        run.recorded["deadline_date"] = previous[0].isoformat()
+        run.recorded["due_at"] = previous[1].astimezone(run.cal.tz).isoformat()
+        run.recorded["deadline_kept"] = True
 
 
 def count_return(run: Run) -> None:

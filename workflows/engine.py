@@ -366,7 +366,16 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
             continue
         urgent = notify.urgent or (run.timer is not None and run.timer.urgent)
         not_before = now if urgent else cal.next_office_open(now, ctx.office_open, ctx.office_close)
-        context = message_context(world, blocker, cal, now, action=action, seq=seq)
+        rung = run.workflow.definition.rung(blocker.escalation_level)
+        context = message_context(
+            world,
+            blocker,
+            cal,
+            now,
+            action=action,
+            seq=seq,
+            level_label=rung.label if rung else "",
+        )
         enqueue_for_unit(
             world,
             blocker=blocker,

@@ -175,8 +175,12 @@ def unit_ranking(
 
 
 def number(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rank sorted rows 1, 2, 2, 4…: units equal in every respect share a place."""
+    """Rank sorted rows 1, 2, 2, 4…: units equal in every respect share a place. A unit
+    with neither rate had nothing to rank it by: its rank is None (they sort last)."""
     for i, row in enumerate(rows):
+        if row["on_time_rate"] is None and row["response_rate"] is None:
+            row["rank"] = None
+            continue
         tied = i > 0 and standing(row) == standing(rows[i - 1])
         row["rank"] = rows[i - 1]["rank"] if tied else i + 1
     return rows

@@ -63,8 +63,10 @@ class UnitReport(BaseModel):
         "the period"
     )
     open_blockers: int = Field(description="The unit's open blockers now")
-    rank: int = Field(
-        description="1 is best; units equal on every criterion share a place (1, 2, 2, 4)"
+    rank: int | None = Field(
+        description="1 is best; units equal on every criterion share a place (1, 2, 2, 4); "
+        "null for a unit with neither rate (nothing came due and nothing was assigned to it "
+        "in the period: nothing to rank it by)"
     )
 
 
@@ -81,7 +83,7 @@ def unit_report(
     rate, then response rate, fewest overdue, satisfaction, fewest days to close; a rate
     with nothing to count (null) missed nothing and ranks as full. Units tied on all of
     them share a place, listed by unit code. Units with open blockers are listed even when
-    nothing happened to them in the period (with neither rate, they come last)."""
+    nothing happened to them in the period (with neither rate, they come last, unranked)."""
     for name, day in (("from", from_), ("to", to)):
         if not 2000 <= day.year <= 2100:
             raise Problem(422, f"{name}: give a date between 2000 and 2100.", field=name)

@@ -26,7 +26,10 @@ def test_same_key_same_body_replays_and_other_body_is_422(db_url):
         other = client.post(
             "/api/v1/blockers", json={**BODY, "title": "另一个问题"}, headers=headers
         )
-        assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+        assert other.status_code == 422 and "different request body" in other.json()["detail"]
+        elsewhere = client.post("/api/v1/projects", json={"code": "P9", "name": "项目", "category": "省市重点",
+                                                          "county": "wy"}, headers=headers)
+        assert elsewhere.status_code == 422 and "different request endpoint" in elsewhere.json()["detail"]
         # A failed first attempt does not burn the key.
         bad = client.post(
             "/api/v1/blockers",

@@ -199,8 +199,8 @@ def test_unit_rates_count_blockers_over_the_period(db_url):
             "wy": (3, 3, 2, 1, 1, 0, 1, 1.0, 0.5, 1.0, 8.0, 4, 1),
             # h1 acknowledged, h2 not: 1/2; h1 resolved in time twice (one blocker), h2 late.
             "hj": (2, 1, 1, 1, 1, 1, 2, 0.5, 0.5, 0.5, None, 2, 2),
-            # nothing in the period, one open blocker: listed, unranked rates, last.
-            "wy-zrzy": (0, 0, 0, 0, 0, 0, 0, None, None, None, None, 1, 3),
+            # nothing in the period, one open blocker: listed last, nothing to rank it by.
+            "wy-zrzy": (0, 0, 0, 0, 0, 0, 0, None, None, None, None, 1, None),
         }
 
 
@@ -339,3 +339,7 @@ def test_nothing_due_is_not_ranked_below_an_overdue_blocker(db_url):
         rows = ok(client.get("/api/v1/reports/units?from=2026-11-01&to=2026-11-30", headers=ADMIN))
         ranked = {r["unit"]: (r["rank"], r["on_time_rate"], r["response_rate"]) for r in rows}
         assert ranked["hj"] == (1, None, 1.0) and ranked["wy"] == (2, 0.0, 0.0)
+        # In December so far nothing was assigned and nothing came due: listed (open
+        # blockers), but with nothing to rank them by.
+        rows = ok(client.get("/api/v1/reports/units?from=2026-12-01&to=2026-12-31", headers=ADMIN))
+        assert {r["unit"]: r["rank"] for r in rows} == {"hj": None, "wy": None}

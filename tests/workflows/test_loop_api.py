@@ -109,9 +109,10 @@ def test_escalation_on_repeated_failed_verification_speaks_of_the_returned_block
 
     with make_client(db_url) as client:
         city(client)
-        ok(client.post("/api/v1/channels", json={"unit": "xx-zb", "kind": "wecom",
-                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"},
-                       headers=ADMIN), 201)
+        for unit in ("xx-zb", "wy"):
+            ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom",
+                                                     "url": f"http://127.0.0.1:9/cgi-bin/webhook/send?key={unit}"},
+                           headers=ADMIN), 201)
         bid = _assigned(client, days=5)["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
         for _ in range(2):
@@ -125,6 +126,11 @@ def test_escalation_on_repeated_failed_verification_speaks_of_the_returned_block
         text = render("escalated", row.context, "https://duban.example.gov.cn").text
         assert "【核验未通过升级】" in text and f"{b['deadline']}（剩余 3 个工作日）" in text
         assert "已办结" not in text
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            rows = session.exec(select(Notification).where(Notification.kind == "returned")
+                                .order_by(Notification.id)).all()
+        second = render("returned", rows[-1].context, "https://duban.example.gov.cn").text
+        assert "第 1 级（市综合专班）" in second  # every message names the level as escalations do
 
 
 def test_a_deadline_date_on_a_day_off_is_kept_with_a_warning(db_url):
@@ -142,6 +148,21 @@ def test_a_deadline_date_on_a_day_off_is_kept_with_a_warning(db_url):
             b = ok(client.post(f"/api/v1/blockers/{bid}/{action}", json=body, headers=ADMIN))
             assert b["deadline"] == day
             assert any("不是工作日" in w for w in b["warnings"]) is warned
+
+
+def test_a_return_without_a_deadline_never_cuts_the_units_time(db_url):
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        bid = _assigned(client, days=20)["id"]  # due 2026-03-30
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=ADMIN))
+        b = ok(client.post(f"/api/v1/blockers/{bid}/verify", json={"satisfied": False, "note": "企业不满意"},
+                           headers=ADMIN))
+        assert b["state"] == "supervised" and b["deadline"] == "2026-03-30"  # not 5 working days on
+        ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已整改"}, headers=ADMIN))
+        body = {"satisfied": False, "note": "仍不满意", "deadline": {"working_days": 3}}
+        b = ok(client.post(f"/api/v1/blockers/{bid}/verify", json=body, headers=ADMIN))
+        assert b["deadline"] == "2026-03-05"  # a deadline given is taken as given
 
 
 def test_not_allowed_is_409_and_stale_version_is_412_and_change_nothing(db_url):
