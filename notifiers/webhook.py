@@ -44,7 +44,9 @@ class WebhookNotifier:
             raise ValueError("webhook channel has no secret to sign with")
         if not message.delivery_id:
             raise ValueError("webhook message has no delivery id")
-        body = json_bytes(dict(message.payload or {}))
+        # A subscription's body carries its `type`; a unit's own webhook channel gets the
+        # message's data, and the same `type` (the event name of X-Duban-Event).
+        body = json_bytes({"type": message.event_type, **dict(message.payload or {})})
         headers = {
             "Content-Type": "application/json",
             "X-Duban-Event": message.event_type,

@@ -41,7 +41,7 @@ def test_delivery_is_signed_and_carries_the_event(db, clock, receiver, hook):
     (row,) = rows(db, [nid])
     assert row.status == "sent" and row.sent_at == clock()
     assert receiver.deliveries == [row.delivery_id]
-    assert receiver.bodies[row.delivery_id] == body
+    assert receiver.bodies[row.delivery_id] == {"type": "blocker.escalated", **body}
     assert receiver.events[row.delivery_id] == "blocker.escalated"
     assert receiver.rejected == 0
 
@@ -213,12 +213,12 @@ def test_pending_rows_follow_business_time_and_retries_follow_real_time(db, cloc
 def test_template_rows_on_a_webhook_channel_post_their_context(db, clock, receiver, hook):
     context = blocker_context(3)
     (nid,) = create_notifications(
-        db, hook, 1, kind="assigned", event_type="blocker.assign", context=context
+        db, hook, 1, kind="assigned", event_type="blocker.assigned", context=context
     )
     make_dispatcher(db, clock).dispatch_once()
     (row,) = rows(db, [nid])
     assert json.dumps(receiver.bodies[row.delivery_id], sort_keys=True) == json.dumps(
-        context, sort_keys=True
+        {"type": "blocker.assigned", **context}, sort_keys=True
     )
 
 

@@ -232,6 +232,8 @@ def test_every_delivery_is_named_for_what_happened(db_url):
         advance(client, "P14D")  # ack missed twice, reminders, the deadline, a climb
         deliver(client, 5)
         assert "blocker.assigned" in unit_hook.events.values()
+        assert all(unit_hook.bodies[d]["type"] == name for d, name in unit_hook.events.items())
+        assert all(sub_hook.bodies[d]["type"] == name for d, name in sub_hook.events.items())
         names = set(sub_hook.events.values())
         assert {"blocker.created", "blocker.assigned", "blocker.acknowledgement_missed",
                 "blocker.overdue", "blocker.escalated", "blocker.climbed"} <= names
