@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from notifiers.allowlist import check_url
@@ -24,7 +25,7 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
-from service.auth import require_scope
+from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import (
@@ -281,6 +282,26 @@ def notification_out(session: Session, row: Notification, request: Request) -> N
     )
 
 
+def notification_clause(caller: Principal):
+    """The outbox rows a key sees; None means all (admin). Those sent to its own units'
+    channels, and those about its blockers, except deliveries to another party's webhook
+    subscription (another system's, or one the admin made for the whole city)."""
+    clause = visibility_clause(caller)
+    if clause is None:
+        return None
+    in_units = select(Unit.id).where(Unit.path.startswith(caller.scope_path or "//"))
+    foreign = select(WebhookSubscription.channel_id).where(
+        WebhookSubscription.channel_id.is_not(None),
+        or_(WebhookSubscription.unit_id.is_(None), WebhookSubscription.unit_id.not_in(in_units)),
+    )
+    own_channels = select(Channel.id).where(Channel.unit_id.in_(in_units))
+    return or_(
+        Notification.channel_id.in_(own_channels),
+        Notification.blocker_id.in_(select(Blocker.id).where(clause))
+        & Notification.channel_id.not_in(foreign),
+    )
+
+
 @router.get("/notifications", response_model=Page[NotificationOut], tags=["notifications"])
 def list_notifications(
     request: Request,
@@ -294,9 +315,9 @@ def list_notifications(
     """Outbox rows with their delivery attempts."""
     after = decode_cursor(cursor)
     query = select(Notification).where(Notification.id > after)
-    clause = visibility_clause(caller)
+    clause = notification_clause(caller)
     if clause is not None:
-        query = query.where(Notification.blocker_id.in_(select(Blocker.id).where(clause)))
+        query = query.where(clause)
     if status:
         query = query.where(Notification.status == status)
     if blocker is not None:
@@ -317,14 +338,11 @@ def retry_notification(
     """Requeue a dead (or failed) notification; it keeps its delivery id."""
     require_scope(caller, "write")
     row = session.get(Notification, notification_id)
+    clause = notification_clause(caller)
     visible = row is not None and (
-        caller.has("admin")
-        or (
-            row.blocker_id is not None
-            and session.exec(
-                select(Blocker.id).where(Blocker.id == row.blocker_id, visibility_clause(caller))
-            ).first()
-        )
+        clause is None
+        or session.exec(select(Notification.id).where(Notification.id == row.id, clause)).first()
+        is not None
     )
     if row is None:
         raise Problem(404, f"There is no notification {notification_id}.")
