@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from service.api.blocker_views import visibility_clause
-from service.api.common import ERROR_RESPONSES
+from service.api.common import (
+    ERROR_RESPONSES,
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+)
 from service.api.projects import LIGHTS, Lights
 from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Project, Unit
@@ -70,7 +77,15 @@ class UnitReport(BaseModel):
     )
 
 
-@router.get("/units", response_model=list[UnitReport])
+def _page(rows: list, limit: int, cursor: str | None) -> Page:
+    """A page of a report computed whole (a ranking is only known in full): the cursor
+    counts the rows already handed out."""
+    start = decode_cursor(cursor)
+    end = start + limit
+    return Page(items=rows[start:end], next_cursor=encode_cursor(end) if len(rows) > end else None)
+
+
+@router.get("/units", response_model=Page[UnitReport])
 def unit_report(
     request: Request,
     session: ReadSession,
@@ -78,7 +93,9 @@ def unit_report(
     from_: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")],
     to: Annotated[date, Query(description="Last day, YYYY-MM-DD")],
     level: Literal["township", "county", "city", "province"] | None = None,
-) -> list[UnitReport]:
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[UnitReport]:
     """通报排名: rates per responsible unit over [from, to] (local days), ranked by on-time
     rate, then response rate, fewest overdue, satisfaction, fewest days to close; a rate
     with nothing to count (null) missed nothing and ranks as full. Units tied on all of
@@ -95,7 +112,7 @@ def unit_report(
     start = datetime.combine(from_, time.min, tz)
     end = datetime.combine(to + timedelta(days=1), time.min, tz)
     rows = unit_ranking(session, start, end, visibility_clause(caller), level)
-    return [UnitReport(**row) for row in rows]
+    return _page([UnitReport(**row) for row in rows], limit, cursor)
 
 
 class ProjectReport(BaseModel):
@@ -108,8 +125,10 @@ class ProjectReport(BaseModel):
     escalated_blockers: int
 
 
-@router.get("/projects", response_model=list[ProjectReport])
-def project_report(request: Request, session: ReadSession, caller: Caller) -> list[ProjectReport]:
+@router.get("/projects", response_model=Page[ProjectReport])
+def project_report(
+    request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> Page[ProjectReport]:
     """Per project: its light (红黄绿) and open / overdue / escalated blockers."""
     now = request.app.state.ctx.clock.now()
     query = select(Blocker).where(Blocker.state.not_in(CLOSED_STATES))
@@ -143,4 +162,4 @@ def project_report(request: Request, session: ReadSession, caller: Caller) -> li
                 escalated_blockers=esc,
             )
         )
-    return out
+    return _page(out, limit, cursor)

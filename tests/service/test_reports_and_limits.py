@@ -50,11 +50,11 @@ def test_unit_report_and_project_lights(db_url):
         city(client)
         ids = _loop(client)
         advance(client, "P5D")  # ids[1] and ids[2] pass their deadline and escalate
-        rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))
+        rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))["items"]
         wy = next(r for r in rows if r["unit"] == "wy")
         assert wy["assigned"] == 3 and wy["resolved"] == 1 and wy["resolved_on_time"] == 1
         assert wy["overdue"] == 2 and wy["satisfaction_rate"] == 1.0 and wy["rank"] == 1
-        projects = ok(client.get("/api/v1/reports/projects", headers=ADMIN))
+        projects = ok(client.get("/api/v1/reports/projects", headers=ADMIN))["items"]
         assert projects[0]["light"] == "red" and projects[0]["overdue_blockers"] == 2
         assert (
             ok(client.get("/api/v1/blockers?overdue=true&project=P1", headers=ADMIN))["items"][0][
@@ -186,7 +186,7 @@ def test_unit_rates_count_blockers_over_the_period(db_url):
         set_clock(client, "2026-03-12T09:30:00+08:00")  # w2 and h2 passed 11 March
         act(w2, "report_resolved", note="逾期后办结")
 
-        rows = ok(client.get("/api/v1/reports/units?from=2026-03-09&to=2026-03-31", headers=ADMIN))
+        rows = ok(client.get("/api/v1/reports/units?from=2026-03-09&to=2026-03-31", headers=ADMIN))["items"]
         got = {r["unit"]: r for r in rows}
         keys = ("assigned", "acknowledged_on_time", "resolved", "resolved_on_time", "overdue",
                 "returned", "verifications", "response_rate", "on_time_rate",
@@ -214,7 +214,7 @@ def test_project_lights_show_risk_not_authority(db_url):
 
         def light(code: str) -> tuple[str, str]:
             one = ok(client.get(f"/api/v1/projects/{code}", headers=ADMIN))["light"]
-            listed = ok(client.get("/api/v1/reports/projects", headers=ADMIN))
+            listed = ok(client.get("/api/v1/reports/projects", headers=ADMIN))["items"]
             return one, next(p["light"] for p in listed if p["project"] == code)
 
         city_level = create_blocker(client, "P1", authority_level="city")["id"]
@@ -285,7 +285,7 @@ def test_an_acknowledgement_not_yet_due_is_not_counted_missed(db_url):
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN))
 
         def march() -> dict:
-            rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))
+            rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))["items"]
             wy = next(r for r in rows if r["unit"] == "wy")
             return {k: wy[k] for k in ("assigned", "awaiting_acknowledgement", "response_rate")}
 
@@ -319,7 +319,7 @@ def test_a_tie_for_last_place_names_no_one(db_url):
         for row in briefings:
             assert row.context["last"] is None and len(row.context["rows"]) == 2
             assert [r["rank"] for r in row.context["rows"]] == [1, 1]  # tied: one place
-        rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))
+        rows = ok(client.get("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", headers=ADMIN))["items"]
         assert {r["unit"]: r["rank"] for r in rows} == {"wy": 1, "hj": 1}
 
 
@@ -336,10 +336,28 @@ def test_nothing_due_is_not_ranked_below_an_overdue_blocker(db_url):
             if unit == "hj":
                 ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
         set_clock(client, "2026-12-01T10:00:00+08:00")
-        rows = ok(client.get("/api/v1/reports/units?from=2026-11-01&to=2026-11-30", headers=ADMIN))
+        rows = ok(client.get("/api/v1/reports/units?from=2026-11-01&to=2026-11-30", headers=ADMIN))["items"]
         ranked = {r["unit"]: (r["rank"], r["on_time_rate"], r["response_rate"]) for r in rows}
         assert ranked["hj"] == (1, None, 1.0) and ranked["wy"] == (2, 0.0, 0.0)
         # In December so far nothing was assigned and nothing came due: listed (open
         # blockers), but with nothing to rank them by.
-        rows = ok(client.get("/api/v1/reports/units?from=2026-12-01&to=2026-12-31", headers=ADMIN))
+        rows = ok(client.get("/api/v1/reports/units?from=2026-12-01&to=2026-12-31", headers=ADMIN))["items"]
         assert {r["unit"]: r["rank"] for r in rows} == {"hj": None, "wy": None}
+
+
+def test_reports_are_pages_like_every_list(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        for unit in ("wy", "hj"):
+            create_project(client, f"P-{unit}", unit)
+            bid = create_blocker(client, f"P-{unit}")["id"]
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
+                           headers=ADMIN))
+        for path in ("/api/v1/reports/units?from=2026-03-01&to=2026-03-31", "/api/v1/reports/projects?"):
+            whole = ok(client.get(path, headers=ADMIN))
+            assert len(whole["items"]) == 2 and whole["next_cursor"] is None
+            first = ok(client.get(f"{path}&limit=1", headers=ADMIN))
+            assert first["next_cursor"]
+            second = ok(client.get(f"{path}&limit=1&cursor={first['next_cursor']}", headers=ADMIN))
+            assert first["items"] + second["items"] == whole["items"] and second["next_cursor"] is None
+            assert client.get(f"{path}&limit=501", headers=ADMIN).status_code == 422
