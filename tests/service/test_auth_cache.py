@@ -79,3 +79,24 @@ def test_unknown_keys_are_not_cached_and_a_raced_lookup_is_not_stored(db_url):
     racing.forget_all()  # … a revocation is announced meanwhile …
     racing.put("dbn_x", principal, generation)  # … so what it read is not kept
     assert racing.get("dbn_x") is None
+
+
+def test_an_admin_lists_keys_without_secrets_and_revokes_one_at_once(db_url):
+    from tests.helpers import ADMIN
+
+    with make_client(db_url, auth_cache_s=60) as client:  # a cache that would hold it a minute
+        create_unit(client, "wy", "原阳县人民政府", level="city")
+        lost = create_key(client, "wy")
+        kept = create_key(client, "wy")
+        ok(client.get("/api/v1/units", headers=lost))  # cached now
+        listed = ok(client.get("/api/v1/api-keys", headers=ADMIN))["items"]
+        secret = lost["Authorization"].split()[1]
+        assert len(listed) == 2 and all(k["revoked_at"] is None for k in listed)
+        assert all(secret not in str(k) and "key" not in k for k in listed)
+        target = next(k for k in listed if secret.startswith(k["prefix"]))
+        revoked = ok(client.post(f"/api/v1/api-keys/{target['id']}/revoke", headers=ADMIN))
+        assert revoked["revoked_at"] and revoked["id"] == target["id"]
+        assert client.get("/api/v1/units", headers=lost).status_code == 401
+        ok(client.get("/api/v1/units", headers=kept))
+        again = ok(client.post(f"/api/v1/api-keys/{target['id']}/revoke", headers=ADMIN))
+        assert again["revoked_at"] == revoked["revoked_at"]

@@ -37,6 +37,13 @@ def _escalation_for_taskforce(client) -> int:
     return next(e["id"] for e in entries if e["blocker_id"] == bid)
 
 
+def _spare_key(client) -> int:
+    """Another read key of the owning county (the one a revocation may take away)."""
+    ok(client.post("/api/v1/api-keys", json={"name": "spare", "unit": "wy", "scopes": ["read"]}, headers=ADMIN),
+       201)
+    return ok(client.get("/api/v1/api-keys?limit=500", headers=ADMIN))["items"][-1]["id"]
+
+
 def _notification(client) -> int:
     """An undelivered outbox row about a blocker of the owning county (its robot is down)."""
     bid = _assigned_blocker(client)
@@ -54,6 +61,12 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
     ("create key", "POST", "/api/v1/api-keys", {"name": "k", "unit": "wy", "scopes": ["read"]}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("list keys", "GET", "/api/v1/api-keys", None, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("revoke key", "POST", "/api/v1/api-keys/{b}/revoke", None, _spare_key,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("revoke missing key", "POST", "/api/v1/api-keys/999999/revoke", None, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=404)),
     ("create channel", "POST", "/api/v1/channels", {"unit": "wy", "kind": "wecom", "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
     ("read project", "GET", "/api/v1/projects/P1", None, None, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
