@@ -295,10 +295,10 @@ def notification_clause(caller: Principal):
         or_(WebhookSubscription.unit_id.is_(None), WebhookSubscription.unit_id.not_in(in_units)),
     )
     own_channels = select(Channel.id).where(Channel.unit_id.in_(in_units))
-    return or_(
+    # (A subscription's channel is filed under some unit too; it is never "its own".)
+    return Notification.channel_id.not_in(foreign) & or_(
         Notification.channel_id.in_(own_channels),
-        Notification.blocker_id.in_(select(Blocker.id).where(clause))
-        & Notification.channel_id.not_in(foreign),
+        Notification.blocker_id.in_(select(Blocker.id).where(clause)),
     )
 
 

@@ -39,5 +39,9 @@ def test_a_unit_key_sees_its_groups_and_its_blockers_but_not_another_partys_subs
         assert {n["id"] for n in every} - province == {n["id"] for n in seen}
         stranger = next(iter(province))
         assert client.post(f"/api/v1/notifications/{stranger}/retry", headers=wy_key).status_code == 403
+        # The city taskforce oversees the county's subscription, not the admin's.
+        city_seen = {n["id"] for n in ok(client.get("/api/v1/notifications?limit=500",
+                                                    headers=create_key(client, "xx-zb")))["items"]}
+        assert not province & city_seen and {n["id"] for n in seen} <= city_seen
         own_digest = next(n["id"] for n in seen if n["kind"] == "daily_digest")
         assert client.post(f"/api/v1/notifications/{own_digest}/retry", headers=wy_key).status_code == 202
