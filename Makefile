@@ -14,7 +14,7 @@ help:
 	@echo "make run    - set up .venv, migrate SQLite under ./var and serve on http://$(HOST):$(PORT)"
 	@echo "make test   - set up .venv with the dev extra and run the whole suite (SQLite + PostgreSQL)"
 	@echo "make lint   - ruff"
-	@echo "make bench  - print the figures in bench/"
+	@echo "make bench  - run the benches (reduced size) and print their figures"
 	@echo "make demo   - a simulated city with reminders, escalations and a chat inbox"
 
 $(BIN)/python:
