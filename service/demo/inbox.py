@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import threading
 import time
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlmodel import func, select
 
 from service.models import Blocker, Escalation, Event, Unit
+from service.models.blocker import CLOSED_STATES
+from workflows.ranking import unit_ranking
 
 PAGE = Path(__file__).with_name("inbox.html")
+
+
+def _table(title: str, head: str, rows: str) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><meta charset='utf-8'><title>{title}</title><h2>{title}</h2>"
+        f"<table border=1 cellpadding=4><tr>{head}</tr>{rows}</table>"
+    )
 
 
 class Inbox:
@@ -160,6 +170,55 @@ def router(inbox: Inbox, simulation_ref: dict) -> APIRouter:
             f"<h2>{escape(blocker.title)}</h2><p>状态：{escape(blocker.state)}　升级层级：{blocker.escalation_level}"
             f"　截止日期：{blocker.deadline or '—'}</p><table border=1 cellpadding=4>"
             f"<tr><th>#</th><th>时间</th><th>操作人</th><th>操作</th><th>状态</th></tr>{rows}</table>"
+        )
+
+    @api.get("/blockers", response_class=HTMLResponse)
+    def blockers_page(request: Request) -> HTMLResponse:
+        """The link under a digest (督办平台): the open blockers, most urgent first."""
+        with request.app.state.db.unit_of_work(readonly=True) as session:
+            found = session.exec(
+                select(Blocker, Unit)
+                .join(Unit, Unit.id == Blocker.unit_id, isouter=True)
+                .where(Blocker.state.not_in(CLOSED_STATES))
+                .order_by(Blocker.due_at, Blocker.id)
+                .limit(500)
+            )
+            rows = "".join(
+                f"<tr><td><a href='blockers/{b.id}'>{b.id}</a></td><td>{escape(b.title)}</td>"
+                f"<td>{escape(u.name if u else '—')}</td><td>{escape(b.state)}</td>"
+                f"<td>{b.deadline or '—'}</td><td>{b.escalation_level}</td></tr>"
+                for b, u in found
+            )
+        return _table(
+            "在办问题事项",
+            "<th>编号</th><th>事项</th><th>责任单位</th><th>状态</th>"
+            "<th>截止日期</th><th>升级层级</th>",
+            rows,
+        )
+
+    @api.get("/reports/units", response_class=HTMLResponse)
+    def units_page(request: Request) -> HTMLResponse:
+        """The link under a briefing (查看完整排名): this month's ranking so far."""
+        ctx = request.app.state.ctx
+        now = ctx.clock.now()
+        tz = request.app.state.settings.tz
+        start = datetime.combine(now.astimezone(tz).date().replace(day=1), datetime.min.time(), tz)
+        with request.app.state.db.unit_of_work(readonly=True) as session:
+            ranked = unit_ranking(session, start, now)
+
+        def rate(value: float | None) -> str:
+            return "—" if value is None else f"{value * 100:.1f}%"
+
+        rows = "".join(
+            f"<tr><td>{r['rank'] or '—'}</td><td>{escape(r['name'])}</td><td>{rate(r['on_time_rate'])}</td>"
+            f"<td>{rate(r['response_rate'])}</td><td>{r['overdue']}</td><td>{r['open_blockers']}</td></tr>"
+            for r in ranked
+        )
+        return _table(
+            f"{start:%Y年%m月}责任单位排名（截至今日）",
+            "<th>排名</th><th>单位</th>"
+            "<th>按期办结率</th><th>响应率</th><th>逾期</th><th>在办</th>",
+            rows,
         )
 
     @api.get("/", response_class=HTMLResponse)

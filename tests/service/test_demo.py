@@ -46,6 +46,11 @@ def test_demo_city_escalates_and_chat_messages_arrive(tmp_path):
         assert httpx.get(f"{base}/demo/").status_code == 200
         link = httpx.get(f"{base}/demo/blockers/1")
         assert link.status_code == 200 and "create" in link.text
+        # The other links in messages: the platform (a digest's) and the ranking (a briefing's).
+        listed = httpx.get(f"{base}/demo/blockers")
+        assert listed.status_code == 200 and "href='blockers/" in listed.text
+        ranking = httpx.get(f"{base}/demo/reports/units")
+        assert ranking.status_code == 200 and "按期办结率" in ranking.text
         # Never more than 20 messages a minute to one robot: the rest were merged into digests.
         per_group: dict[str, int] = {}
         for m in messages:
