@@ -24,4 +24,4 @@ class EngineContext:
     # The day ("2026-03-02") whose digests this process has settled, and for which chat
     # channels: written, or with nothing to say at the digest's moment (no digest that day,
     # rather than one later in the day repeating a message just sent).
-    digested: tuple[str, set[int]] = ("", set())
+    digested: tuple[str, set[int]] = field(default_factory=lambda: ("", set()))
