@@ -23,7 +23,7 @@ from workflows.calendar import add_months
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranked_last import escalate_ranked_last
-from workflows.ranking import number, standing, unit_ranking
+from workflows.ranking import standing, unit_ranking
 
 BRIEFING_AT = "09:00"
 LISTED = 30  # rows in the message (the top, and the last); all are in GET /reports/units
@@ -37,9 +37,7 @@ def _month_before(day: date, months: int = 1) -> date:
 def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:
     start = datetime.combine(first, time.min, tz)
     end = datetime.combine(_month_before(first, -1), time.min, tz)
-    rows = unit_ranking(session, start, end)
-    ranked = [r for r in rows if r["on_time_rate"] is not None or r["response_rate"] is not None]
-    return number([dict(r) for r in ranked])  # among the ranked only
+    return [r for r in unit_ranking(session, start, end) if r["rank"] is not None]
 
 
 def _percent(rate: float | None) -> str:

@@ -90,8 +90,12 @@ def _calendar_warnings(run: Run, day: date) -> list[str]:
     return warnings
 
 
-def _set_deadline(run: Run, spec: Any) -> None:
+def _set_deadline(run: Run, spec: Any, at_least: tuple[date, datetime] | None = None) -> None:
+    """The deadline `spec` gives; with `at_least`, never earlier than that one."""
     day, due = resolve_deadline(run, spec)
+    if at_least is not None and at_least[0] > day:
+        day, due = at_least
+        run.recorded["deadline_kept"] = True
     blocker = run.blocker
     blocker.deadline, blocker.due_at = day, due
     blocker.warnings = _calendar_warnings(run, day)
@@ -140,16 +144,10 @@ def new_deadline(run: Run) -> None:
     """A returned blocker's deadline: the one given, else 5 working days from now, but
     never earlier than the deadline it had (a return does not cut the unit's time)."""
     given = run.payload.get("deadline")
-    previous = run.blocker.deadline, run.blocker.due_at
     spec = given or {"working_days": 5}
     run.recorded["deadline_spec"] = spec
-    _set_deadline(run, spec)
-    if not given and previous[0] is not None and previous[0] > run.blocker.deadline:
-        run.blocker.deadline, run.blocker.due_at = previous
-        run.blocker.warnings = _calendar_warnings(run, previous[0])
-        run.recorded["deadline_date"] = previous[0].isoformat()
-        run.recorded["due_at"] = previous[1].astimezone(run.cal.tz).isoformat()
-        run.recorded["deadline_kept"] = True
+    previous = run.blocker.deadline, run.blocker.due_at
+    _set_deadline(run, spec, None if given or previous[0] is None else previous)
 
 
 def count_return(run: Run) -> None:

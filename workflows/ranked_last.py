@@ -37,6 +37,7 @@ def escalate_ranked_last(
     unit = session.get(Unit, unit_id)
     if level == 0 or unit is None:
         return None
+    meeting = MEETINGS[level]
     definition = ctx.workflows[ctx.default_workflow].definition
     level = min(level, definition.top_level)
     step = f"ranked-last-{month}"
@@ -46,7 +47,6 @@ def escalate_ranked_last(
     if session.exec(taken).first() is not None:
         return None
     target = ladder.receiver_for(session, definition, level, unit, "")
-    meeting = MEETINGS[max(2, min(times, 3))]
     year, mon = month.split("-")
     entry = Escalation(
         blocker_id=None,

@@ -170,11 +170,11 @@ def unit_ranking(
             }
         )
     rows.sort(key=lambda r: (*standing(r), r["unit"]))
-    number(rows)
+    _number(rows)
     return rows
 
 
-def number(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _number(rows: list[dict[str, Any]]) -> None:
     """Rank sorted rows 1, 2, 2, 4…: units equal in every respect share a place. A unit
     with neither rate had nothing to rank it by: its rank is None (they sort last)."""
     for i, row in enumerate(rows):
@@ -183,7 +183,6 @@ def number(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         tied = i > 0 and standing(row) == standing(rows[i - 1])
         row["rank"] = rows[i - 1]["rank"] if tied else i + 1
-    return rows
 
 
 def standing(row: dict[str, Any]) -> tuple:

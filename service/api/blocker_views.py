@@ -159,12 +159,16 @@ def blocker_detail(session: Session, blocker: Blocker, request: Request) -> Bloc
     )
 
 
+def units_in_scope(caller: Principal):
+    """The ids of the units in a key's jurisdiction (its unit's subtree, or the city's)."""
+    return select(Unit.id).where(Unit.path.startswith(caller.scope_path or "//"))
+
+
 def visibility_clause(caller: Principal) -> ColumnElement[bool] | None:
     """SQL condition for the blockers a key sees; None means all (admin)."""
     if caller.has("admin"):
         return None
-    scope = caller.scope_path or "//"
-    in_units = select(Unit.id).where(Unit.path.startswith(scope))
+    in_units = units_in_scope(caller)
     in_projects = select(Project.id).where(Project.county_unit_id.in_(in_units))
     clauses = [
         Blocker.unit_id.in_(in_units),

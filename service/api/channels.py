@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from notifiers.allowlist import check_url
 from notifiers.claims import requeue
-from service.api.blocker_views import visibility_clause
+from service.api.blocker_views import units_in_scope, visibility_clause
 from service.api.common import (
     ERROR_RESPONSES,
     Cursor,
@@ -289,7 +289,7 @@ def notification_clause(caller: Principal):
     clause = visibility_clause(caller)
     if clause is None:
         return None
-    in_units = select(Unit.id).where(Unit.path.startswith(caller.scope_path or "//"))
+    in_units = units_in_scope(caller)
     foreign = select(WebhookSubscription.channel_id).where(
         WebhookSubscription.channel_id.is_not(None),
         or_(WebhookSubscription.unit_id.is_(None), WebhookSubscription.unit_id.not_in(in_units)),
