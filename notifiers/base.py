@@ -100,6 +100,9 @@ class ChannelPolicy:
     limits: tuple[RateLimit, ...] = ()
     pause_after_throttle_s: float = 60.0
     digest: bool = False
+    # A chat group cannot drop a repeat: a message that may have arrived but was never
+    # confirmed (no answer in time) is not sent again by itself.
+    at_most_once: bool = False
 
 
 class Notifier(Protocol):

@@ -57,7 +57,10 @@ class DingTalkNotifier:
     kind: str = "dingtalk"
     policy: ChannelPolicy = field(
         default_factory=lambda: ChannelPolicy(
-            limits=(RateLimit(20, 60.0),), pause_after_throttle_s=BLOCKED_FOR_S, digest=True
+            limits=(RateLimit(20, 60.0),),
+            pause_after_throttle_s=BLOCKED_FOR_S,
+            digest=True,
+            at_most_once=True,
         )
     )
     # Real time for the signature, whatever clock the business logic runs on.

@@ -94,6 +94,7 @@ class FeishuNotifier:
             limits=(RateLimit(20, 60.0), RateLimit(5, 1.0)),
             pause_after_throttle_s=60.0,
             digest=True,
+            at_most_once=True,
         )
     )
     clock: Callable[[], float] = time.time

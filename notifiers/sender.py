@@ -21,6 +21,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -37,6 +38,12 @@ from service.models import Channel
 log = logging.getLogger(__name__)
 
 USER_AGENT = "duban-notifier"
+ANSWER_MAX_BYTES = 65_536  # a platform's answer is a few hundred bytes; keep no more
+UNCONFIRMED = (
+    "the platform did not confirm the message, which may still have reached the group; "
+    "it is not sent again by itself (a group would see it twice): check the group, and "
+    "retry this notification if it is missing"
+)
 
 
 @dataclass(frozen=True)
@@ -166,13 +173,15 @@ class Sender:
                 )
                 self._keep(client)
                 self._local.http = client
-            return client.request(
+            outbound = client.build_request(
                 request.method,
                 request.url,
                 headers={"User-Agent": USER_AGENT, **request.headers},
                 content=request.body,
                 timeout=self.timeout_s,
-                follow_redirects=False,
+            )
+            return self._bounded(
+                client.send(outbound, stream=True, follow_redirects=False), outbound
             )
         transport = getattr(self._local, "transport", None)
         if transport is None:
@@ -188,11 +197,31 @@ class Sender:
         )
         response = transport.handle_request(outbound)  # redirects are never followed
         response.request = outbound
+        return self._bounded(response, outbound)
+
+    def _bounded(self, response: httpx.Response, request: httpx.Request) -> httpx.Response:
+        """The answer read whole, but within the timeout in all (not per read, which a
+        trickling server could stretch past the row's lease) and at most
+        ``ANSWER_MAX_BYTES``."""
+        deadline = time.monotonic() + self.timeout_s
+        body = bytearray()
         try:
-            response.read()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= ANSWER_MAX_BYTES:
+                    del body[ANSWER_MAX_BYTES:]
+                    break
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"the answer took more than {self.timeout_s:g} s", request=request
+                    )
         finally:
             response.close()
-        return response
+        encoded = (b"content-encoding", b"content-length", b"transfer-encoding")
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in encoded]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request
+        )
 
     def _keep(self, closable: httpx.Client | httpx.HTTPTransport) -> None:
         with self._lock:
@@ -212,6 +241,11 @@ class Sender:
             return SendResult(Outcome.retry(f"internal error: {exc!r}"))
         try:
             response = self._post(request)
+        except httpx.ReadTimeout as exc:
+            # Sent, but never confirmed: it may well have arrived.
+            if notifier.policy.at_most_once:
+                return SendResult(Outcome.permanent(f"ReadTimeout: {exc}; {UNCONFIRMED}"))
+            return SendResult(Outcome.retry(f"ReadTimeout: {exc}"))
         except httpx.HTTPError as exc:
             return SendResult(Outcome.retry(f"{type(exc).__name__}: {exc}"))
         try:

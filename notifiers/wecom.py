@@ -45,7 +45,10 @@ class WeComNotifier:
     kind: str = "wecom"
     policy: ChannelPolicy = field(
         default_factory=lambda: ChannelPolicy(
-            limits=(RateLimit(20, 60.0),), pause_after_throttle_s=60.0, digest=True
+            limits=(RateLimit(20, 60.0),),
+            pause_after_throttle_s=60.0,
+            digest=True,
+            at_most_once=True,
         )
     )
 

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import problems
+from service import openapi, problems
 from service.api import (
     admin,
     api_keys,
@@ -22,6 +22,7 @@ from service.api import (
     escalations,
     events,
     health,
+    notifications,
     officers,
     projects,
     reports,
@@ -114,6 +115,28 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class HeadMiddleware:
+    """HEAD answers what GET would, headers only (RFC 9110): a probe or a cache checking
+    an ETag need not fetch the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 class ETagMiddleware:
     """api.md: reads return an ETag. A blocker's is its version (set by the endpoint, used
     by If-Match); any other successful read gets a weak one from its body, so a client can
@@ -185,13 +208,16 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     app.state.metrics = Metrics()
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
+    openapi.install(app)
+    # The last added runs first: metrics, HEAD, request id, limits, ETag, the app.
     app.add_middleware(ETagMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         LimitsMiddleware,
         max_body=settings.max_body_bytes,
         per_minute=settings.rate_limit_per_minute,
     )
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for module in (
         health,
@@ -205,6 +231,7 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
         admin,
         reports,
         channels,
+        notifications,
     ):
         app.include_router(module.router)
     return app

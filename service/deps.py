@@ -140,13 +140,23 @@ def _query_names(dependant) -> set[str]:
 
 
 async def reject_unknown_query(request: Request) -> None:
-    """A misspelt filter must not silently return everything: unknown query keys are 422."""
+    """A misspelt filter must not silently return everything: unknown query keys are 422.
+    Nor may a path or a query hold a NUL character, which no stored text can."""
+    if "\x00" in request.url.path:
+        raise Problem(422, "The path contains a NUL character (%00); remove it.")
     if not request.query_params:
         return
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            raise Problem(
+                422,
+                f"Query parameter {key!r} contains a NUL character (%00); remove it.",
+                field=key,
+            )
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
+    if dependant is None or getattr(route, "path", None) in ("/healthz", "/readyz"):
+        return  # a load balancer's probe may carry its own parameters
     known = _query_names(dependant)
     repeated = sorted(
         {

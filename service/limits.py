@@ -14,11 +14,18 @@ from service.problems import PROBLEM_JSON
 
 
 def _problem(
-    status: int, title: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    status: int,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ):
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
+    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    problem["instance"] = scope.get("path", "")
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        problem["request_id"] = request_id
+    body = json.dumps(problem).encode()
     raw = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
     return body, raw + (headers or [])
 
@@ -48,8 +55,10 @@ class LimitsMiddleware:
                 self.buckets.clear()
             return (1 - tokens) / self.rate
 
-    async def _reply(self, send: Send, status: int, title: str, detail: str, headers=None) -> None:
-        body, raw = _problem(status, title, detail, headers)
+    async def _reply(
+        self, scope: Scope, send: Send, status: int, title: str, detail: str, headers=None
+    ) -> None:
+        body, raw = _problem(scope, status, title, detail, headers)
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
@@ -64,6 +73,7 @@ class LimitsMiddleware:
             if wait > 0:
                 retry = str(max(1, math.ceil(wait)))
                 await self._reply(
+                    scope,
                     send,
                     429,
                     "Too many requests",
@@ -72,36 +82,41 @@ class LimitsMiddleware:
                 )
                 return
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        too_large = length is not None and length.isdigit() and int(length) > self.max_body
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A chunked body: read it here, up to the limit, so that an oversized one is a
+            # 413 rather than whatever the framework makes of a body cut short.
+            buffered = await self._buffered(receive)
+            too_large, receive = buffered is None, buffered or receive
+        if too_large:
             await self._reply(
+                scope,
                 send,
                 413,
                 "Request body too large",
                 f"The request body is larger than {self.max_body} bytes.",
             )
             return
-        received = 0
-        limit = self.max_body
+        await self.app(scope, receive, send)
 
-        async def limited_receive() -> Message:
-            nonlocal received
+    async def _buffered(self, receive: Receive) -> Receive | None:
+        """The whole body read ahead, replayed to the app; None when it is over the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break  # the client went away: let the app see the disconnect
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return None
+            if not message.get("more_body"):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replay = [message]
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reply(
-                send,
-                413,
-                "Request body too large",
-                f"The request body is larger than {self.max_body} bytes.",
-            )
+        async def replayed() -> Message:
+            return replay.pop() if replay else await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        return replayed

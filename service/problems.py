@@ -77,6 +77,8 @@ def problem_response(
         request_id = getattr(request.state, "request_id", None)
         if request_id:
             body["request_id"] = request_id
+            # Also as a header: a 500 is answered outside the middleware that adds it.
+            headers = {**(headers or {}), "X-Request-Id": request_id}
     body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
@@ -103,9 +105,23 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
         return problem_response(
             request, 400, "The request body is not valid JSON.", title="Malformed JSON"
         )
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type and any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors
+    ):
+        return problem_response(
+            request,
+            422,
+            "The request body must be JSON, sent with Content-Type: application/json "
+            f"(this one came as {content_type or 'no content type'!r}).",
+            title="Invalid request",
+            errors=[{"field": "body", "reason": "is not sent as application/json"}],
+        )
     fields = []
     for error in errors:
         name = _field_name(tuple(error.get("loc", ())))
+        if error.get("type") == "nul_character":  # found by a whole-body check: say where
+            name = ".".join(p for p in (name if name != "body" else "", error["ctx"]["field"]) if p)
         fields.append({"field": name, "reason": _plain_reason(error)})
     detail = "; ".join(f"{f['field']} {f['reason']}" for f in fields)
     return problem_response(
@@ -114,12 +130,18 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method any route serves on this path (Starlette lists only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "__none__"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    """Every method some route serves on this path, asked of the router itself (routes
+    may sit in included routers)."""
+    methods = {
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
     return sorted(methods)
 
 

@@ -22,6 +22,9 @@ from workflows.errors import InvalidPayload, NotAllowed
 from workflows.outbox import enqueue_for_unit, message_context
 from workflows.world import World
 
+# The furthest a deadline may lie ahead, however it is given (about a year and a half).
+MAX_WORKING_DAYS = 400
+
 
 @dataclass
 class Run:
@@ -63,9 +66,10 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
         run.recorded["deadline_spec"] = spec
     if "working_days" in spec and spec["working_days"] is not None:
         n = int(spec["working_days"])
-        if n < 1 or n > 400:
+        if n < 1 or n > MAX_WORKING_DAYS:
             raise _invalid(
-                "deadline.working_days: give between 1 and 400 working days.", "deadline"
+                f"deadline.working_days: give between 1 and {MAX_WORKING_DAYS} working days.",
+                "deadline",
             )
         day = run.cal.add_working_days(today, n)
     elif "months" in spec:
@@ -74,6 +78,13 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
         day = spec["date"] if isinstance(spec["date"], date) else date.fromisoformat(spec["date"])
         if day < today:
             raise _invalid(f"deadline.date: {day} is already past (today is {today}).", "deadline")
+        latest = run.cal.add_working_days(today, MAX_WORKING_DAYS)
+        if day > latest:
+            raise _invalid(
+                f"deadline.date: {day} is more than {MAX_WORKING_DAYS} working days ahead; "
+                f"the latest allowed is {latest}.",
+                "deadline",
+            )
     else:
         raise _invalid("deadline: give working_days or date.", "deadline")
     return day, run.cal.end_of_day(day)

@@ -3,7 +3,7 @@ entry about a unit ranked last has no blocker: only the entry records who did wh
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from service.models import Escalation
 from workflows.audit import append_event
@@ -22,14 +22,21 @@ def record_queue_action(
     actor: Actor,
     note: str | None,
 ) -> None:
+    # Lock the blocker, then the entry (the order the gate uses when it closes entries),
+    # and decide on the entry as it is now: two concurrent calls must not both succeed.
+    blocker = None
+    if entry.blocker_id is not None:
+        blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
+    fresh = select(Escalation).where(Escalation.id == entry.id)
+    fresh = fresh.execution_options(populate_existing=True)
+    if ctx.lock_rows:
+        fresh = fresh.with_for_update()
+    session.exec(fresh).one()
     if entry.status not in NEXT[kind]:
         allowed = [k for k, sources in NEXT.items() if entry.status in sources]
         raise NotAllowed(
             f"This escalation is {entry.status}; it cannot be {kind}d.", allowed_actions=allowed
         )
-    blocker = None
-    if entry.blocker_id is not None:
-        blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
     now = ctx.clock.now()
     if kind == "acknowledge":
         entry.status, entry.acknowledged_at, entry.acknowledged_by = "acknowledged", now, actor.name

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy.exc import IntegrityError
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
 from service.auth import require_scope
@@ -27,6 +28,12 @@ DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 MAX_JUMP = timedelta(days=3660)
+
+
+# The years the working-day calendar keeps (2000–2100), with a year's margin either side
+# for the jumps that timers and digests make around an instant.
+CALENDAR_YEARS = (2000, 2100)
+OUTSIDE_CALENDAR = "the clock stays between 2001 and 2099, inside the calendar's years 2000–2100."
 
 
 def after_duration(now: datetime, text: str, tz: ZoneInfo) -> datetime:
@@ -71,6 +78,8 @@ class ClockMove(Strict):
             raise ValueError("give exactly one of advance or set")
         if self.set is not None and self.set.tzinfo is None:
             raise ValueError("set needs an offset, e.g. 2026-03-09T09:00:00+08:00")
+        if self.set is not None and not CALENDAR_YEARS[0] < self.set.year < CALENDAR_YEARS[1]:
+            raise ValueError(OUTSIDE_CALENDAR)
         return self
 
 
@@ -101,6 +110,8 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     tz = request.app.state.settings.tz
     now = clock.now()
     target = after_duration(now, body.advance, tz) if body.advance is not None else body.set
+    if not CALENDAR_YEARS[0] < target.astimezone(tz).year < CALENDAR_YEARS[1]:
+        raise Problem(422, f"advance: {OUTSIDE_CALENDAR}", field="advance")
     db, ctx = request.app.state.db, request.app.state.ctx
     with clock.lock:  # one mover at a time; the background tick waits (a re-entrant lock)
         with db.unit_of_work(readonly=True) as session:
@@ -123,7 +134,9 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
 
 
 class CalendarIn(Strict):
-    holidays: list[date] = Field(default_factory=list, max_length=366, examples=[["2027-01-01"]])
+    # Required: a PUT replaces the year, and `{}` wiping the official schedule by mistake
+    # would move every deadline in it. `[]` says "no holidays" on purpose.
+    holidays: list[date] = Field(max_length=366, examples=[["2027-01-01"]])
     workdays: list[date] = Field(default_factory=list, max_length=366, examples=[["2027-02-20"]])
 
 
@@ -137,7 +150,7 @@ class CalendarOut(BaseModel):
 
 
 def _year(year: int) -> int:
-    if not 2000 <= year <= 2100:
+    if not CALENDAR_YEARS[0] <= year <= CALENDAR_YEARS[1]:
         raise Problem(404, f"There is no calendar for {year}; years 2000–2100 are kept.")
     return year
 
@@ -172,8 +185,12 @@ def put_calendar(
         "updated_at": request.app.state.ctx.clock.now(),
     }
     if row is None:
-        session.add(CalendarYear(year=year, **values))
-    else:
+        try:
+            with session.begin_nested():  # another PUT may be creating the year right now
+                session.add(CalendarYear(year=year, **values))
+        except IntegrityError:
+            row = session.get(CalendarYear, year, populate_existing=True, with_for_update=True)
+    if row is not None:
         for key, value in values.items():
             setattr(row, key, value)
     session.flush()

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from service.api.common import (
     ERROR_RESPONSES,
+    BodyId,
     Cursor,
     Limit,
     Page,
@@ -40,7 +41,7 @@ router = APIRouter(
 class ApiKeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200, examples=["省挂图作战系统"])
     unit: str = Field(min_length=1, max_length=64)
-    officer_id: int | None = None
+    officer_id: BodyId | None = None
     scopes: list[Literal["read", "write", "admin"]] = Field(
         min_length=1, examples=[["read", "write"]]
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import Field, model_validator
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from service.api.blocker_views import (
@@ -21,6 +22,7 @@ from service.api.blocker_views import (
 )
 from service.api.common import (
     ERROR_RESPONSES,
+    BodyId,
     Cursor,
     Limit,
     Page,
@@ -36,6 +38,7 @@ from service.models import Blocker, Project, Unit
 from service.models.blocker import OVERDUE_STATES
 from service.problems import Problem
 from workflows import engine
+from workflows.effects import MAX_WORKING_DAYS
 
 router = APIRouter(
     prefix="/api/v1/blockers",
@@ -70,7 +73,7 @@ class BlockerCreate(Strict):
 
 
 class Deadline(Strict):
-    working_days: int | None = Field(None, ge=1, le=400)
+    working_days: int | None = Field(None, ge=1, le=MAX_WORKING_DAYS)
     date: dt.date | None = None
 
     @model_validator(mode="after")
@@ -82,7 +85,7 @@ class Deadline(Strict):
 
 class AssignBody(Strict):
     unit: str = Field(min_length=1, max_length=64, examples=["wy-gov"])
-    officer_id: int | None = None
+    officer_id: BodyId | None = None
     assisting_units: list[str] = Field(default_factory=list, max_length=20)
     deadline: Deadline | None = Field(None, examples=[{"working_days": 10}])
     complexity: Literal["ordinary", "complex"] | None = None
@@ -163,6 +166,15 @@ def _run_action(
     return blocker_out(session, blocker, request)
 
 
+def _twin(session, caller, external_ref: str | None) -> Blocker | None:
+    """The blocker this source system already created with `external_ref`, if any."""
+    if not external_ref:
+        return None
+    return session.exec(
+        select(Blocker).where(Blocker.source == caller.source, Blocker.external_ref == external_ref)
+    ).first()
+
+
 @router.post(
     "",
     status_code=201,
@@ -190,22 +202,25 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
                 f"project: '{body.project}' is outside this key's jurisdiction.",
                 field="project",
             )
-        if body.external_ref:
-            twin = session.exec(
-                select(Blocker).where(
-                    Blocker.source == caller.source, Blocker.external_ref == body.external_ref
-                )
-            ).first()
-            if twin is not None:
-                return 200, blocker_out(session, twin, request)
+        twin = _twin(session, caller, body.external_ref)
+        if twin is not None:
+            return 200, blocker_out(session, twin, request)
         fields = body.model_dump(exclude={"project", "workflow"})
         fields.update(project_id=project.id, source=caller.source)
         try:
-            blocker = engine.create_blocker(
-                session, request.app.state.ctx, actor_for(caller), fields, body.workflow
-            )
+            # A savepoint: when the same external_ref is being created at this very moment
+            # (PostgreSQL), the loser answers the winner's blocker, as a retry would.
+            with session.begin_nested():
+                blocker = engine.create_blocker(
+                    session, request.app.state.ctx, actor_for(caller), fields, body.workflow
+                )
         except engine.EngineError as exc:
             raise Problem(exc.status, exc.detail, **exc.extra) from exc
+        except IntegrityError:
+            twin = _twin(session, caller, body.external_ref)
+            if twin is None:
+                raise
+            return 200, blocker_out(session, twin, request)
         return 201, blocker_out(session, blocker, request)
 
     return idempotent(request, session, caller, body, create)
@@ -233,6 +248,15 @@ def list_blockers(
     if clause is not None:
         query = query.where(clause)
     if state:
+        known = sorted(
+            {s for w in request.app.state.ctx.workflows.values() for s in w.definition.states}
+        )
+        if state not in known:
+            raise Problem(
+                422,
+                f"state: '{state}' is not a state; use one of {', '.join(known)}.",
+                field="state",
+            )
         query = query.where(Blocker.state == state)
     if unit:
         query = query.where(Blocker.unit_id.in_(select(Unit.id).where(Unit.code == unit)))

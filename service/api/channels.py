@@ -1,18 +1,16 @@
-"""Channels (where a unit's notifications go), outbound webhook subscriptions, the outbox."""
+"""Channels (where a unit's notifications go) and outbound webhook subscriptions."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from notifiers.allowlist import check_url
-from notifiers.claims import requeue
-from service.api.blocker_views import units_in_scope, visibility_clause
+from notifiers.email import parse_smtp_url
 from service.api.common import (
     ERROR_RESPONSES,
     Cursor,
@@ -25,14 +23,11 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
-from service.auth import Principal, require_scope
+from service.auth import require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import (
-    Blocker,
     Channel,
-    Notification,
-    NotificationAttempt,
     Unit,
     WebhookSubscription,
 )
@@ -95,6 +90,17 @@ def _check(url: str, request: Request, field: str = "url") -> None:
         raise Problem(422, f"{field}: {exc}", field=field) from exc
 
 
+def _check_kind(kind: str, url: str) -> None:
+    """An e-mail channel names its recipients in an smtp:// URL; the others are web URLs."""
+    if kind == "email":
+        try:
+            parse_smtp_url(url)
+        except ValueError as exc:
+            raise Problem(422, f"url: {exc}.", field="url") from exc
+    elif urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise Problem(422, f"url: a {kind} channel needs an https:// URL.", field="url")
+
+
 def channel_out(session: Session, channel: Channel, request: Request) -> ChannelOut:
     unit = session.get(Unit, channel.unit_id)
     return ChannelOut(
@@ -113,6 +119,7 @@ def create_channel(body: ChannelCreate, request: Request, session: WriteSession,
     """Bind a unit to a WeCom / DingTalk / Feishu robot, a signed webhook or an e-mail address (admin)."""
     require_scope(caller, "admin")
     _check(body.url, request)
+    _check_kind(body.kind, body.url)
     if body.kind in ("webhook",) and not body.secret:
         raise Problem(
             422, "secret: a webhook channel needs a secret to sign its deliveries.", field="secret"
@@ -120,6 +127,18 @@ def create_channel(body: ChannelCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, ChannelOut]:
         unit = unit_by_code(session, body.unit)
+        same = session.exec(
+            select(Channel.id).where(
+                Channel.unit_id == unit.id, Channel.kind == body.kind, Channel.url == body.url
+            )
+        ).first()
+        if same is not None:  # the group would get every message twice
+            raise Problem(
+                409,
+                f"url: unit '{unit.code}' already has this {body.kind} channel ({same}); "
+                f"change it with PATCH /api/v1/channels/{same}.",
+                field="url",
+            )
         channel = Channel(
             unit_id=unit.id,
             kind=body.kind,
@@ -151,6 +170,51 @@ def list_channels(
         query = query.where(Unit.code == unit)
     rows = list(session.exec(query.order_by(Channel.id).limit(limit + 1)))
     return page_of(rows, limit, lambda c: channel_out(session, c, request))
+
+
+class ChannelUpdate(Strict):
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    secret: str | None = Field(None, max_length=500, description="null removes it")
+    enabled: bool | None = Field(None, description="false: nothing more goes to this channel")
+
+
+@router.patch(
+    "/channels/{channel_id}",
+    response_model=ChannelOut,
+    tags=["channels"],
+    responses={404: ERROR_RESPONSES[404]},
+)
+def update_channel(
+    channel_id: RowId, body: ChannelUpdate, request: Request, session: WriteSession, caller: Caller
+) -> ChannelOut:
+    """Fix a channel's URL or secret, or switch it off (admin). Then retry what went dead."""
+    require_scope(caller, "admin")
+    channel = session.get(Channel, channel_id)
+    if channel is None:
+        raise Problem(404, f"There is no channel {channel_id}.")
+    given = body.model_fields_set
+    if not given:
+        raise Problem(422, "Give at least one of url, secret, enabled.")
+    if "url" in given:
+        if body.url is None:
+            raise Problem(422, "url: a channel needs a URL.", field="url")
+        _check(body.url, request)
+        _check_kind(channel.kind, body.url)
+        channel.url = body.url
+    if "secret" in given:
+        if channel.kind == "webhook" and not body.secret:
+            raise Problem(
+                422,
+                "secret: a webhook channel needs a secret to sign its deliveries.",
+                field="secret",
+            )
+        channel.secret = body.secret
+    if "enabled" in given:
+        if body.enabled is None:
+            raise Problem(422, "enabled: give true or false.", field="enabled")
+        channel.enabled = body.enabled
+    session.flush()
+    return channel_out(session, channel, request)
 
 
 class WebhookCreate(Strict):
@@ -216,141 +280,3 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
         )
 
     return idempotent(request, session, caller, body, create)
-
-
-class AttemptOut(BaseModel):
-    at: str | None
-    status_code: int | None
-    response_excerpt: str | None
-    error: str | None
-
-
-class NotificationOut(BaseModel):
-    id: int
-    blocker_id: int | None
-    channel: int
-    channel_kind: str
-    kind: str
-    event_type: str
-    status: str
-    attempts: int = Field(
-        description="Delivery attempts made in all, manual retries included (each one is in "
-        "attempt_log); a manual retry starts a fresh series of automatic ones"
-    )
-    last_error: str | None
-    delivery_id: str
-    mentions: list[str]
-    not_before: str | None
-    created_at: str | None
-    sent_at: str | None
-    attempt_log: list[AttemptOut]
-
-
-def notification_out(session: Session, row: Notification, request: Request) -> NotificationOut:
-    tz = request.app.state.settings.tz
-    channel = session.get(Channel, row.channel_id)
-    attempts = session.exec(
-        select(NotificationAttempt)
-        .where(NotificationAttempt.notification_id == row.id)
-        .order_by(NotificationAttempt.id)
-    ).all()
-    return NotificationOut(
-        id=row.id,
-        blocker_id=row.blocker_id,
-        channel=row.channel_id,
-        channel_kind=channel.kind if channel else "",
-        kind=row.kind,
-        event_type=row.event_type,
-        status=row.status,
-        # row.attempts counts the current series only (the backoff and the give-up limit).
-        attempts=max(row.attempts, len(attempts)),
-        last_error=row.last_error,
-        delivery_id=row.delivery_id,
-        mentions=list(row.mentions),
-        not_before=local_iso(row.not_before, tz),
-        created_at=local_iso(row.created_at, tz),
-        sent_at=local_iso(row.sent_at, tz),
-        attempt_log=[
-            AttemptOut(
-                at=local_iso(a.at, tz),
-                status_code=a.status_code,
-                response_excerpt=a.response_excerpt,
-                error=a.error,
-            )
-            for a in attempts
-        ],
-    )
-
-
-def notification_clause(caller: Principal):
-    """The outbox rows a key sees; None means all (admin). Those sent to its own units'
-    channels, and those about its blockers, except deliveries to another party's webhook
-    subscription (another system's, or one the admin made for the whole city)."""
-    clause = visibility_clause(caller)
-    if clause is None:
-        return None
-    in_units = units_in_scope(caller)
-    foreign = select(WebhookSubscription.channel_id).where(
-        WebhookSubscription.channel_id.is_not(None),
-        or_(WebhookSubscription.unit_id.is_(None), WebhookSubscription.unit_id.not_in(in_units)),
-    )
-    own_channels = select(Channel.id).where(Channel.unit_id.in_(in_units))
-    # (A subscription's channel is filed under some unit too; it is never "its own".)
-    return Notification.channel_id.not_in(foreign) & or_(
-        Notification.channel_id.in_(own_channels),
-        Notification.blocker_id.in_(select(Blocker.id).where(clause)),
-    )
-
-
-@router.get("/notifications", response_model=Page[NotificationOut], tags=["notifications"])
-def list_notifications(
-    request: Request,
-    session: ReadSession,
-    caller: Caller,
-    status: Literal["pending", "sent", "failed", "dead"] | None = None,
-    blocker: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[NotificationOut]:
-    """Outbox rows with their delivery attempts."""
-    after = decode_cursor(cursor)
-    query = select(Notification).where(Notification.id > after)
-    clause = notification_clause(caller)
-    if clause is not None:
-        query = query.where(clause)
-    if status:
-        query = query.where(Notification.status == status)
-    if blocker is not None:
-        query = query.where(Notification.blocker_id == blocker)
-    rows = list(session.exec(query.order_by(Notification.id).limit(limit + 1)))
-    return page_of(rows, limit, lambda r: notification_out(session, r, request))
-
-
-@router.post(
-    "/notifications/{notification_id}/retry",
-    status_code=202,
-    tags=["notifications"],
-    responses={409: ERROR_RESPONSES[409]},
-)
-def retry_notification(
-    notification_id: RowId, request: Request, session: WriteSession, caller: Caller
-) -> Any:
-    """Requeue a dead (or failed) notification; it keeps its delivery id."""
-    require_scope(caller, "write")
-    row = session.get(Notification, notification_id)
-    clause = notification_clause(caller)
-    visible = row is not None and (
-        clause is None
-        or session.exec(select(Notification.id).where(Notification.id == row.id, clause)).first()
-        is not None
-    )
-    if row is None:
-        raise Problem(404, f"There is no notification {notification_id}.")
-    if not visible:
-        raise Problem(403, f"Notification {notification_id} is outside this key's jurisdiction.")
-    if row.status == "sent":
-        raise Problem(
-            409, "This notification was delivered; there is nothing to retry.", allowed_actions=[]
-        )
-    requeue(session, notification_id)
-    return JSONResponse({"id": notification_id, "status": "pending"}, status_code=202)

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from sqlmodel import Session, select
 
 from service.auth import Principal
@@ -33,8 +34,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
-# Row ids: anything outside a 63-bit integer is simply not found.
-RowId = Annotated[int, Path(ge=1, le=2**62, description="Numeric id")]
+# Row ids are 32-bit (PostgreSQL `integer`): a larger id names nothing that can exist,
+# and the database would refuse to even compare with it, so it is refused up front.
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="Numeric id")]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, description="Numeric id")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (max 500)")]
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=200, description="Opaque cursor from next_cursor")
@@ -46,10 +50,39 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+def nul_at(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    """Where in a JSON value a NUL character hides (PostgreSQL text cannot hold one)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if not isinstance(value, dict | list):
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return (*path, key)
+        found = nul_at(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 class Strict(BaseModel):
-    """Request bodies: unknown fields are refused, so nothing can be mass-assigned."""
+    """Request bodies: unknown fields are refused, so nothing can be mass-assigned; no text
+    may hold a NUL character, on either database."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = nul_at(data)
+        if where is not None:
+            raise PydanticCustomError(
+                "nul_character",
+                "contains a NUL character (\\u0000), which no text may hold; remove it",
+                {"field": ".".join(str(part) for part in where)},
+            )
+        return data
 
 
 def page_of(rows: list[Any], limit: int, render: Callable[[Any], Any]) -> Page:
@@ -76,7 +109,7 @@ def decode_cursor(cursor: str | None) -> int:
         raise Problem(
             422, "cursor is not one this API handed out; start again without it."
         ) from exc
-    if after < 0:
+    if not 0 <= after <= MAX_ID:
         raise Problem(422, "cursor is not one this API handed out; start again without it.")
     return after
 

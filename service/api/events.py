@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from sqlmodel import select
 
 from service.api.blocker_views import EventOut, event_out, visibility_clause
-from service.api.common import ERROR_RESPONSES, Limit, Page
+from service.api.common import ERROR_RESPONSES, MAX_ID, Limit, Page
 from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Event
 
@@ -23,7 +23,7 @@ def list_events(
     session: ReadSession,
     caller: Caller,
     after: Annotated[
-        int, Query(ge=0, le=2**62, description="Event id cursor: events after this one")
+        int, Query(ge=0, le=MAX_ID, description="Event id cursor: events after this one")
     ] = 0,
     limit: Limit = 50,
 ) -> Page[EventOut]:

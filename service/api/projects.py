@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, select
 
 from service.api.blocker_views import blocker_out
 from service.api.common import (
     ERROR_RESPONSES,
+    BodyId,
     Cursor,
     Limit,
     Page,
@@ -41,7 +42,7 @@ class ProjectCreate(Strict):
     category: str = Field(min_length=1, max_length=64, examples=["省市重点"])
     county: str = Field(min_length=1, max_length=64, description="Unit code of the county/district")
     enterprise: str | None = Field(None, max_length=300, examples=["某某新能源有限公司"])
-    leader_officer_id: int | None = None
+    leader_officer_id: BodyId | None = None
     total_investment: Decimal | None = Field(
         None,
         ge=0,
@@ -50,6 +51,13 @@ class ProjectCreate(Strict):
         decimal_places=2,
         description="万元",
     )
+
+    @field_validator("code")
+    @classmethod
+    def _fits_a_path(cls, code: str) -> str:
+        if "/" in code or "\\" in code or any(c.isspace() for c in code):
+            raise ValueError("may not contain '/', '\\' or spaces: it is part of the project's URL")
+        return code
 
 
 class ProjectOut(BaseModel):

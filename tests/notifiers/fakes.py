@@ -4,6 +4,8 @@ Each fake is a threaded ``http.server`` on 127.0.0.1, port 0, with an injectable
 (seconds, like ``time.time``) for its rate limits and timestamp checks, so tests can move
 time without sleeping. ``go_down("503")`` answers 503 to everything; ``go_down("refuse")``
 closes the listening socket (connection refused); ``come_back()`` restores the same port.
+``answer_after_s`` holds each answer back after the request was handled; ``trickle_s`` sends
+the answer's body a byte at a time with that gap.
 """
 
 from __future__ import annotations
@@ -45,13 +47,22 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        status, headers, payload = self.server.fake.dispatch(parts.path, query, self.headers, body)
+        fake = self.server.fake
+        status, headers, payload = fake.dispatch(parts.path, query, self.headers, body)
+        # A slow platform (real time: the dispatcher's own timeout is real time too).
+        time.sleep(fake.answer_after_s)  # done, but the answer is late
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if not fake.trickle_s:
+            self.wfile.write(payload)
+            return
+        for byte in payload:  # the answer a byte at a time, each read well within a timeout
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(fake.trickle_s)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -69,6 +80,8 @@ class FakeServer:
         self.lock = threading.Lock()
         self.port = 0
         self.hits = 0
+        self.answer_after_s = 0.0
+        self.trickle_s = 0.0
         self._server: _Server | None = None
 
     # lifecycle ------------------------------------------------------------

@@ -7,6 +7,8 @@ Reads outside a key's jurisdiction are 404 (no existence leak), actions 403.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.helpers import ADMIN, city, create_blocker, create_key, create_project, make_client, ok
@@ -51,6 +53,12 @@ def _notification(client) -> int:
     return rows[0]["id"]
 
 
+def _channel(client) -> int:
+    """Another chat group of the owning county."""
+    body = {"unit": "wy", "kind": "wecom", "url": f"http://127.0.0.1:9/cgi-bin/webhook/send?key={uuid.uuid4().hex}"}
+    return ok(client.post("/api/v1/channels", json=body, headers=ADMIN), 201)["id"]
+
+
 # (name, method, path, body, fixture, expected per caller)
 MATRIX = [
     ("list units", "GET", "/api/v1/units", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
@@ -69,6 +77,8 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=404)),
     ("create channel", "POST", "/api/v1/channels", {"unit": "wy", "kind": "wecom", "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
+    ("update channel", "PATCH", "/api/v1/channels/{b}", {"enabled": True}, _channel,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("read project", "GET", "/api/v1/projects/P1", None, None, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
     ("create project", "POST", "/api/v1/projects", {"code": "P-{c}", "name": "n", "category": "省市重点", "county": "wy"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=201, taskforce=201, admin=201)),

@@ -208,6 +208,7 @@ def test_a_bad_calendar_body_is_422_and_changes_nothing(db_url):
             {"holidays": ["2027-02-06"], "workdays": ["2027-02-06"]},  # both at once
             {"holidays": ["not-a-date"]},
             {"holidays": ["2027-01-01"], "surprise": True},  # unknown field
+            {},  # would wipe the year: `holidays` must be given, if only as []
         ]
         for body in bad_bodies:
             response = client.put("/api/v1/calendar/2027", json=body, headers=ADMIN)
@@ -222,7 +223,7 @@ def test_a_bad_calendar_body_is_422_and_changes_nothing(db_url):
         after = _detail(client, b["id"])
         assert after["deadline"] == "2027-01-04" and after["version"] == b["version"]
         assert [e["action"] for e in after["timeline"]] == ["create", "assign"]
-        assert client.put("/api/v1/calendar/1999", json={}, headers=ADMIN).status_code == 404
+        assert client.put("/api/v1/calendar/1999", json={"holidays": []}, headers=ADMIN).status_code == 404
 
 
 def test_a_new_holiday_moves_the_timers_counted_from_entering_a_state(db_url):

@@ -1,0 +1,58 @@
+"""A platform that takes the message but answers too late, or trickles its answer: a chat
+group never gets the message twice, and no answer holds a sending thread past the timeout."""
+
+from __future__ import annotations
+
+from tests.notifiers.helpers import (
+    attempts,
+    create_channel,
+    create_notifications,
+    make_dispatcher,
+    rows,
+)
+
+
+def test_a_chat_message_answered_too_late_is_not_sent_again(db, clock, wecom):
+    wecom.answer_after_s = 0.6  # the robot posts it to the group, then answers late
+    channel = create_channel(db, "wecom", wecom.url("good-key"))
+    (nid,) = create_notifications(db, channel, 1)
+    dispatcher = make_dispatcher(db, clock, timeout_s=0.2)
+    dispatcher.dispatch_once()
+    (row,) = rows(db, [nid])
+    assert row.status == "dead"
+    assert "ReadTimeout" in row.last_error and "not sent again" in row.last_error
+    # Hours later nothing more has gone to the group: it saw the message once.
+    wecom.answer_after_s = 0.0
+    for _ in range(10):
+        clock.advance(3600)
+        dispatcher.dispatch_once()
+    assert len(wecom.messages) == 1
+    assert len(attempts(db, nid)) == 1
+
+
+def test_a_webhook_answered_too_late_is_retried_with_the_same_delivery_id(db, clock, receiver):
+    receiver.answer_after_s = 0.6
+    channel = create_channel(db, "webhook", receiver.url, secret="hook-secret")
+    (nid,) = create_notifications(db, channel, 1)
+    dispatcher = make_dispatcher(db, clock, timeout_s=0.2)
+    dispatcher.dispatch_once()
+    (row,) = rows(db, [nid])
+    assert row.status == "failed" and "ReadTimeout" in row.last_error
+    receiver.answer_after_s = 0.0
+    clock.advance(3600)
+    dispatcher.dispatch_once()
+    (row,) = rows(db, [nid])
+    assert row.status == "sent"
+    # At least once, as the contract says: the receiver dedupes on X-Duban-Delivery.
+    assert set(receiver.deliveries) == {row.delivery_id}
+
+
+def test_a_trickled_answer_ends_at_the_timeout_in_all(db, clock, wecom):
+    # ~30 bytes of JSON at 0.05 s a byte: each read well within 0.5 s, the whole not.
+    wecom.trickle_s = 0.05
+    channel = create_channel(db, "wecom", wecom.url("good-key"))
+    (nid,) = create_notifications(db, channel, 1)
+    make_dispatcher(db, clock, timeout_s=0.5).dispatch_once()
+    (row,) = rows(db, [nid])
+    assert row.status == "dead"
+    assert "took more than 0.5 s" in row.last_error

@@ -1,0 +1,48 @@
+"""A broken channel can be fixed or switched off over the API, and one group is bound once."""
+
+from __future__ import annotations
+
+from tests.helpers import ADMIN, city, create_blocker, create_project, make_client, ok
+from tests.notifiers.fakes import WeComRobot
+from tests.service.test_end_to_end_notifications import deliver
+
+
+def test_a_channel_with_a_wrong_key_is_fixed_and_its_dead_rows_retried(db_url):
+    with WeComRobot({"right-key"}) as wecom, make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        body = {"unit": "wy", "kind": "wecom", "url": wecom.url("wrong-key")}
+        channel = ok(client.post("/api/v1/channels", json=body, headers=ADMIN), 201)
+        # The same group bound twice would get every message twice.
+        again = client.post("/api/v1/channels", json=body, headers=ADMIN)
+        assert again.status_code == 409 and f"PATCH /api/v1/channels/{channel['id']}" in again.text
+        bid = create_blocker(client, "P1")["id"]
+        assign = {"unit": "wy", "deadline": {"working_days": 5}}
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json=assign, headers=ADMIN))
+        deliver(client, 2)
+        (dead,) = ok(client.get("/api/v1/notifications", params={"status": "dead"}, headers=ADMIN))["items"]
+        assert "93000" in dead["last_error"]
+
+        # Bad values change nothing.
+        for wrong in ({}, {"url": "smtp://127.0.0.1/a@b.cn"}, {"url": "http://10.0.0.1/x"}, {"enabled": None}):
+            r = client.patch(f"/api/v1/channels/{channel['id']}", json=wrong, headers=ADMIN)
+            assert r.status_code == 422, (wrong, r.text)
+        assert client.patch("/api/v1/channels/999999", json={"enabled": False}, headers=ADMIN).status_code == 404
+
+        fixed = ok(client.patch(f"/api/v1/channels/{channel['id']}", json={"url": wecom.url("right-key")}, headers=ADMIN))
+        assert fixed["url"] == wecom.url("right-key") and fixed["enabled"] is True
+        assert client.post(f"/api/v1/notifications/{dead['id']}/retry", headers=ADMIN).status_code == 202
+        deliver(client, 2)
+        row = ok(client.get("/api/v1/notifications", params={"blocker": bid}, headers=ADMIN))["items"][0]
+        assert row["status"] == "sent"
+        assert len(wecom.messages) == 1
+
+        # Switched off, the channel gets nothing more; switched on, it does again.
+        ok(client.patch(f"/api/v1/channels/{channel['id']}", json={"enabled": False}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        other = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{other}/assign", json=assign, headers=ADMIN))
+        deliver(client, 2)
+        assert len(wecom.messages) == 1
+        listed = ok(client.get("/api/v1/channels", params={"unit": "wy"}, headers=ADMIN))["items"]
+        assert [c["enabled"] for c in listed] == [False]
