@@ -17,6 +17,7 @@ relabelled :data:`LOST`.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ LOST = "lost: claimed but no outcome recorded before the lease ran out (dispatch
 EXCERPT_MAX = 500
 ERROR_MAX = 1000
 LAST_ERROR_MAX = 2000
+
+log = logging.getLogger(__name__)
 
 
 def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
@@ -295,6 +298,8 @@ def finish_dead(session: Session, dead: Sequence[tuple[int, str]], at: datetime)
     attempt each saying why, and ``dead``. ``dead``: (notification id, reason)."""
     if not dead:
         return
+    for n, reason in dead:
+        log.warning("notification %s cannot be sent and is dead: %s", n, reason)
     session.execute(
         insert(NotificationAttempt.__table__),
         [

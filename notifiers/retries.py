@@ -7,6 +7,7 @@ sooner than the platform's Retry-After), or ``dead`` with the reason: a permanen
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from notifiers.claims import LAST_ERROR_MAX
 from service.models import Notification
 
 MAX_RETRY_AFTER_S = 86_400.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +43,10 @@ class RetryPolicy:
         else:
             row.status, row.last_error = "failed", reason
             row.not_before = now + timedelta(seconds=self.delay(row.attempts, outcome))
+        if row.status == "dead":  # what an operator must act on: in the log, not only the API
+            log.warning(
+                "notification %s to channel %s is dead: %s", row.id, row.channel_id, row.last_error
+            )
 
     def delay(self, attempts: int, outcome: Outcome) -> float:
         """Exponential backoff with "equal jitter", never sooner than Retry-After."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -103,8 +103,12 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         raw_id = request_id.encode("latin-1")
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [
                     (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
                 ]
@@ -112,7 +116,22 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if started:
+                raise
+            # Logged once, with the id the caller was given, and answered as a problem
+            # (Starlette's own last resort would log it again, without the id).
+            log.exception(
+                "unhandled error on %s %s (request id %s)",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )
+            request = Request(scope)
+            response = problems.problem_response(request, 500, problems.INTERNAL_ERROR)
+            await response(scope, receive, send_with_id)
 
 
 class HeadMiddleware:

@@ -10,12 +10,15 @@ import sys
 
 from pydantic import ValidationError
 
-from service.settings import DEFAULT_SQLITE_URL, Settings
+from service.settings import DEFAULT_SQLITE_URL, BackgroundSettings, Settings
 
 
-def _settings() -> Settings:
+def _settings(kind: type[Settings] = Settings) -> Settings:
+    """The settings from the environment, or exit 2 naming each variable that is wrong."""
+    from workflows.definition import load_all
+
     try:
-        return Settings()
+        settings = kind()
     except ValidationError as exc:
         for error in exc.errors():
             message = str(error.get("msg", "")).removeprefix("Value error, ")
@@ -23,12 +26,30 @@ def _settings() -> Settings:
             where = f"DUBAN_{field.upper()}: " if field else ""
             print(f"duban: configuration refused: {where}{message}", file=sys.stderr)
         raise SystemExit(2) from None
+    known = sorted(load_all())
+    if settings.workflow not in known:
+        print(
+            f"duban: configuration refused: DUBAN_WORKFLOW: there is no workflow definition "
+            f"{settings.workflow!r}; use one of {', '.join(known)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return settings
+
+
+def _upgrade(url: str, revision: str = "head") -> None:
+    from service import migrations
+
+    try:
+        migrations.upgrade(url, revision)
+    except migrations.SchemaNewer as exc:
+        print(f"duban: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service import migrations
     from service.app import create_app
     from service.jobs import Jobs
 
@@ -36,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["DUBAN_WORKERS"] = str(args.workers)  # validated with the rest below
     settings = _settings()
     if not args.no_migrate:
-        migrations.upgrade(settings.database_url)
+        _upgrade(settings.database_url)
     options = {
         "host": args.host,
         "port": args.port,
@@ -61,7 +82,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service import migrations
 
     url = args.url or os.environ.get("DUBAN_DATABASE_URL") or DEFAULT_SQLITE_URL
-    migrations.upgrade(url, args.revision)
+    _upgrade(url, args.revision)
     print(
         f"duban: database at {migrations.head_revision(url) if args.revision == 'head' else args.revision}"
     )
@@ -72,7 +93,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from service.db import Database
     from workflows.audit import verify_all
 
-    settings = _settings()
+    settings = _settings(BackgroundSettings)
     db = Database(settings.database_url)
     broken = 0
     with db.unit_of_work(readonly=True) as session:
@@ -94,7 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from service.db import Database
     from workflows.sweep import sweep_once
 
-    settings = _settings()
+    settings = _settings(BackgroundSettings)
     db = Database(settings.database_url)
     ctx = build_context(settings, db)
     log = logging.getLogger("duban.sweep")
@@ -125,7 +146,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     from service.app import build_context
     from service.db import Database
 
-    settings = _settings()
+    settings = _settings(BackgroundSettings)
     db = Database(settings.database_url)
     ctx = build_context(settings, db)
     dispatcher = Dispatcher(

@@ -14,6 +14,8 @@ from starlette.routing import Match
 
 log = logging.getLogger("duban.api")
 
+INTERNAL_ERROR = "An internal error occurred; it has been logged with the request id."
+
 PROBLEM_JSON = "application/problem+json"
 
 TITLES = {
@@ -185,7 +187,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request, 500, "An internal error occurred; it has been logged with the request id."
+        request_id = getattr(request.state, "request_id", None)
+        log.exception(
+            "unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id
         )
+        return problem_response(request, 500, INTERNAL_ERROR)

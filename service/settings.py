@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -11,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_SQLITE_URL = "sqlite:///./var/duban.db"
+OFFICE_HOURS = re.compile(
+    r"^(?P<open>(?P<oh>\d\d):(?P<om>\d\d))-(?P<close>(?P<ch>\d\d):(?P<cm>\d\d))$"
+)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 PLATFORM_HOSTS = "qyapi.weixin.qq.com,oapi.dingtalk.com,open.feishu.cn,open.larksuite.com"
 
 
@@ -71,6 +78,77 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except Exception as exc:  # SQLAlchemy's ArgumentError, or a bad port
+            raise ValueError(
+                f"{value!r} is not a database URL; use sqlite:///./var/duban.db or "
+                "postgresql+psycopg://user:password@host:5432/duban"
+            ) from exc
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"duban runs on SQLite or PostgreSQL, not {backend!r}")
+        return value
+
+    @field_validator("clock_start")
+    @classmethod
+    def _clock_start(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 instant like 2026-03-02T09:00:00+08:00"
+            ) from exc
+        if instant.tzinfo is None:
+            raise ValueError(f"{value!r} needs an offset, like 2026-03-02T09:00:00+08:00")
+        return value
+
+    @field_validator("office_hours")
+    @classmethod
+    def _office_hours(cls, value: str) -> str:
+        match = OFFICE_HOURS.match(value.strip())
+        if match is None or not (
+            int(match["oh"]) < 24
+            and int(match["ch"]) < 24
+            and int(match["om"]) < 60
+            and int(match["cm"]) < 60
+            and match["open"] < match["close"]
+        ):
+            raise ValueError(
+                f"{value!r} is not an opening and a closing time on one day, like 08:30-18:00"
+            )
+        return value.strip()
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not a web address like https://duban.example.gov.cn")
+        return value
+
+    @field_validator("channel_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in (h.strip() for h in value.split(",")):
+            ipv6 = host.strip("[]").count(":") > 1
+            if any(c in host for c in "/@?#") or (":" in host and not ipv6):
+                raise ValueError(
+                    f"{host!r} is not a bare host name or address (no scheme, port or path)"
+                )
+        return value
+
     @field_validator("clock")
     @classmethod
     def _known_clock(cls, value: str) -> str:
@@ -80,7 +158,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
-        if self.is_production_like and not self.admin_key:
+        if self.serves_api and self.is_production_like and not self.admin_key:
             raise UnsafeSettings(
                 "DUBAN_ADMIN_KEY is not set, and DUBAN_DATABASE_URL points at a production "
                 f"database ({self.redacted_database_url}). Set DUBAN_ADMIN_KEY to a long random "
@@ -94,6 +172,11 @@ class Settings(BaseSettings):
         if self.admin_key is not None and len(self.admin_key) < 8:
             raise UnsafeSettings("DUBAN_ADMIN_KEY must be at least 8 characters long")
         return self
+
+    @property
+    def serves_api(self) -> bool:
+        """Whether these settings start the API, which needs its bootstrap admin key."""
+        return True
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,6 +206,15 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class BackgroundSettings(Settings):
+    """For the commands that serve no API (`duban sweep`, `dispatch`, `audit verify`): the
+    admin key, which only authenticates API callers, is not needed to run them."""
+
+    @property
+    def serves_api(self) -> bool:
+        return False
 
 
 @lru_cache(maxsize=1)

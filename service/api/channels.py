@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -101,13 +101,27 @@ def _check_kind(kind: str, url: str) -> None:
         raise Problem(422, f"url: a {kind} channel needs an https:// URL.", field="url")
 
 
-def channel_out(session: Session, channel: Channel, request: Request) -> ChannelOut:
+def masked_url(url: str, kind: str) -> str:
+    """A robot's URL without the token in it (the key or access_token that lets anyone post
+    to the group): what a unit's key is shown. Feishu puts its token in the path."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, "***") for k, _ in pairs], safe="*")
+    path = parts.path
+    if kind == "feishu" and "/" in path:
+        path = path.rsplit("/", 1)[0] + "/***"
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def channel_out(
+    session: Session, channel: Channel, request: Request, *, reveal: bool = True
+) -> ChannelOut:
     unit = session.get(Unit, channel.unit_id)
     return ChannelOut(
         id=channel.id,
         unit=unit.code if unit else "",
         kind=channel.kind,
-        url=channel.url,
+        url=channel.url if reveal else masked_url(channel.url, channel.kind),
         has_secret=bool(channel.secret),
         enabled=channel.enabled,
         created_at=local_iso(channel.created_at, request.app.state.settings.tz),
@@ -169,7 +183,8 @@ def list_channels(
     if unit:
         query = query.where(Unit.code == unit)
     rows = list(session.exec(query.order_by(Channel.id).limit(limit + 1)))
-    return page_of(rows, limit, lambda c: channel_out(session, c, request))
+    reveal = caller.has("admin")  # only the admin, who set them up, sees robot tokens
+    return page_of(rows, limit, lambda c: channel_out(session, c, request, reveal=reveal))
 
 
 class ChannelUpdate(Strict):

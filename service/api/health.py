@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-from service.migrations import current_revision, head_revision
+from service.migrations import current_revision, head_revision, is_newer
 from service.problems import problem_response
 
 router = APIRouter(tags=["operations"])
@@ -30,6 +30,10 @@ def readyz(request: Request):
             request, 503, f"The database is not reachable: {type(exc).__name__}."
         )
     head = head_revision(db.url)
+    if current != head and is_newer(db.url, current):
+        # A rolling deploy: the newer release migrated first. Migrations keep the release
+        # before them working (docs/operations.md), so this replica stays in service.
+        return {"status": "ready", "database": db.dialect, "revision": current, "release": head}
     if current != head:
         return problem_response(
             request,

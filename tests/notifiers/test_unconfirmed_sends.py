@@ -12,15 +12,21 @@ from tests.notifiers.helpers import (
 )
 
 
-def test_a_chat_message_answered_too_late_is_not_sent_again(db, clock, wecom):
+def test_a_chat_message_answered_too_late_is_not_sent_again(db, clock, wecom, caplog):
     wecom.answer_after_s = 0.6  # the robot posts it to the group, then answers late
     channel = create_channel(db, "wecom", wecom.url("good-key"))
     (nid,) = create_notifications(db, channel, 1)
     dispatcher = make_dispatcher(db, clock, timeout_s=0.2)
-    dispatcher.dispatch_once()
+    with caplog.at_level("WARNING"):
+        dispatcher.dispatch_once()
     (row,) = rows(db, [nid])
     assert row.status == "dead"
     assert "ReadTimeout" in row.last_error and "not sent again" in row.last_error
+    # The operator learns of it from the log as well as from the API.
+    assert any(
+        f"notification {nid} " in r.getMessage() and "dead" in r.getMessage()
+        for r in caplog.records
+    )
     # Hours later nothing more has gone to the group: it saw the message once.
     wecom.answer_after_s = 0.0
     for _ in range(10):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import ADMIN, city, create_blocker, create_project, make_client, ok
+from tests.helpers import ADMIN, city, create_blocker, create_key, create_project, make_client, ok
 from tests.notifiers.fakes import WeComRobot
 from tests.service.test_end_to_end_notifications import deliver
 
@@ -46,3 +46,24 @@ def test_a_channel_with_a_wrong_key_is_fixed_and_its_dead_rows_retried(db_url):
         assert len(wecom.messages) == 1
         listed = ok(client.get("/api/v1/channels", params={"unit": "wy"}, headers=ADMIN))["items"]
         assert [c["enabled"] for c in listed] == [False]
+
+
+def test_a_units_key_sees_its_channels_without_the_robot_tokens(sqlite_url):
+    with make_client(sqlite_url) as client:
+        city(client)
+        robots = {
+            "wecom": "http://127.0.0.1:9/cgi-bin/webhook/send?key=secret-wecom-key",
+            "dingtalk": "http://127.0.0.1:9/robot/send?access_token=secret-ding-token",
+            "feishu": "http://127.0.0.1:9/open-apis/bot/v2/hook/secret-feishu-hook",
+        }
+        for kind, url in robots.items():
+            ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": kind, "url": url}, headers=ADMIN), 201)
+        unit_key = create_key(client, "wy", scopes=["read"])
+        shown = ok(client.get("/api/v1/channels", headers=unit_key))["items"]
+        assert [c["url"] for c in shown] == [
+            "http://127.0.0.1:9/cgi-bin/webhook/send?key=***",
+            "http://127.0.0.1:9/robot/send?access_token=***",
+            "http://127.0.0.1:9/open-apis/bot/v2/hook/***",
+        ]
+        admin = ok(client.get("/api/v1/channels", headers=ADMIN))["items"]
+        assert [c["url"] for c in admin] == list(robots.values())
