@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from pydantic import ValidationError
 
@@ -34,6 +35,7 @@ def _settings(kind: type[Settings] = Settings) -> Settings:
             file=sys.stderr,
         )
         raise SystemExit(2)
+    logging.getLogger().setLevel(settings.log_level.upper())
     return settings
 
 
@@ -45,6 +47,14 @@ def _upgrade(url: str, revision: str = "head") -> None:
     except migrations.SchemaNewer as exc:
         print(f"duban: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event that SIGTERM or SIGINT sets: a worker finishes what it holds, then exits."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -109,8 +119,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run only the timer sweep (no API): for extra sweepers or a separate worker."""
-    import time
-
     from service.app import build_context
     from service.db import Database
     from workflows.sweep import sweep_once
@@ -119,8 +127,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     ctx = build_context(settings, db)
     log = logging.getLogger("duban.sweep")
+    stop = _stop_on_signals()
+    if not args.once:
+        log.info(
+            "sweeping timers every %g s (%s)",
+            settings.sweep_interval_s,
+            settings.redacted_database_url,
+        )
     fired_total = 0
-    while True:
+    while not stop.is_set():
         try:
             fired, _ = sweep_once(
                 db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive
@@ -135,13 +150,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.once:
             print(f"duban sweep: fired {fired_total}")
             return 0
-        time.sleep(settings.sweep_interval_s)
+        stop.wait(settings.sweep_interval_s)
+    return 0
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
     """Run only the notification dispatcher (several may run against PostgreSQL)."""
-    import threading
-
     from notifiers.dispatcher import Dispatcher
     from service.app import build_context
     from service.db import Database
@@ -159,8 +173,13 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         sent = dispatcher.dispatch_once()
         print(f"duban dispatch: {sent} deliveries attempted")
         return 0
-    with contextlib.suppress(KeyboardInterrupt):
-        dispatcher.run_forever(threading.Event())
+    stop = _stop_on_signals()
+    logging.getLogger("duban.dispatch").info(
+        "dispatching notifications (%s)", settings.redacted_database_url
+    )
+    # On SIGTERM: claim nothing more, and record what is on the wire before exiting, so
+    # that a message a robot took is not sent again by the next dispatcher.
+    dispatcher.run_forever(stop)
     return 0
 
 

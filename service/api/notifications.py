@@ -148,6 +148,7 @@ def list_notifications(
 @router.post(
     "/notifications/{notification_id}/retry",
     status_code=202,
+    response_model=NotificationOut,
     tags=["notifications"],
     responses={409: ERROR_RESPONSES[409]},
 )
@@ -171,5 +172,7 @@ def retry_notification(
         raise Problem(
             409, "This notification was delivered; there is nothing to retry.", allowed_actions=[]
         )
-    requeue(session, notification_id)
-    return JSONResponse({"id": notification_id, "status": "pending"}, status_code=202)
+    requeued = requeue(session, notification_id)
+    # The row as it now stands: `failed`, due again at once (real time), attempts kept.
+    answer = notification_out(session, requeued, request)
+    return JSONResponse(answer.model_dump(mode="json"), status_code=202)

@@ -31,7 +31,9 @@ def test_a_channel_with_a_wrong_key_is_fixed_and_its_dead_rows_retried(db_url):
 
         fixed = ok(client.patch(f"/api/v1/channels/{channel['id']}", json={"url": wecom.url("right-key")}, headers=ADMIN))
         assert fixed["url"] == wecom.url("right-key") and fixed["enabled"] is True
-        assert client.post(f"/api/v1/notifications/{dead['id']}/retry", headers=ADMIN).status_code == 202
+        retried = ok(client.post(f"/api/v1/notifications/{dead['id']}/retry", headers=ADMIN), 202)
+        # The answer is the row as it stands: due again at once, its history kept.
+        assert (retried["id"], retried["status"], retried["attempts"]) == (dead["id"], "failed", 1)
         deliver(client, 2)
         row = ok(client.get("/api/v1/notifications", params={"blocker": bid}, headers=ADMIN))["items"][0]
         assert row["status"] == "sent"
