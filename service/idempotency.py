@@ -32,6 +32,9 @@ from service.models import IdempotencyKey
 from service.problems import Problem
 
 KEEP = timedelta(hours=48)
+# A claim with no answer after this long belongs to a request that died (a crashed replica):
+# clients give up on a creating POST well before.
+STALE = timedelta(seconds=60)
 
 
 def _hash(request: Request, body: BaseModel) -> str:
@@ -83,6 +86,35 @@ def _replay(stored: dict[str, Any], sealed: tuple[str, ...], secret: bytes) -> d
     return answer
 
 
+def _claim(
+    db, caller: Principal, key: str, method_path: str, digest: str, now: datetime
+) -> tuple[bool, IdempotencyKey | None]:
+    """Take the key for this request in its own transaction: (True, None); or (False, the
+    row that holds it), or (False, None) when that row went away meanwhile."""
+    try:
+        with db.unit_of_work() as claim:
+            claim.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < now))
+            claim.add(
+                IdempotencyKey(
+                    principal=caller.actor,
+                    key=key,
+                    method_path=method_path,
+                    request_hash=digest,
+                    created_at=now,
+                    expires_at=now + KEEP,
+                )
+            )
+        return True, None
+    except IntegrityError:
+        with db.unit_of_work(readonly=True) as peek:
+            first = peek.exec(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.principal == caller.actor, IdempotencyKey.key == key
+                )
+            ).first()
+        return False, first
+
+
 def idempotent(
     request: Request,
     session: Session,
@@ -107,46 +139,29 @@ def idempotent(
     digest = _hash(request, body)
     now = datetime.now(UTC)
     method_path = f"{request.method} {request.url.path}"
-    try:
-        with db.unit_of_work() as claim:
-            claim.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < now))
-            claim.add(
-                IdempotencyKey(
-                    principal=caller.actor,
-                    key=key,
-                    method_path=method_path,
-                    request_hash=digest,
-                    created_at=now,
-                    expires_at=now + KEEP,
-                )
-            )
-    except IntegrityError:
-        with db.unit_of_work(readonly=True) as peek:
-            first = peek.exec(
-                select(IdempotencyKey).where(
-                    IdempotencyKey.principal == caller.actor, IdempotencyKey.key == key
-                )
-            ).first()
+    claimed, first = _claim(db, caller, key, method_path, digest, now)
+    if first is not None and first.status != "done" and first.created_at < now - STALE:
+        # Its request died before storing an answer (a crashed replica): free the key and
+        # take it for this request at once, rather than answering 409 for a while yet.
+        with db.unit_of_work() as release:
+            release.execute(delete(IdempotencyKey).where(IdempotencyKey.id == first.id))
+        claimed, first = _claim(db, caller, key, method_path, digest, now)
+    if not claimed:
         if first is None:
-            raise Problem(
-                409, "This Idempotency-Key is being released; retry the request."
-            ) from None
+            raise Problem(409, "This Idempotency-Key is being released; retry the request.")
         if first.request_hash != digest or first.method_path != method_path:
             what = "body" if first.method_path == method_path else "endpoint"
             raise Problem(
                 422,
                 f"This Idempotency-Key was used with a different request {what}; use a new key.",
                 field="Idempotency-Key",
-            ) from None
-        if first.status != "done" and first.created_at < now - timedelta(minutes=2):
-            with db.unit_of_work() as release:  # its request died before storing an answer
-                release.execute(delete(IdempotencyKey).where(IdempotencyKey.id == first.id))
+            )
         if first.status != "done":
             raise Problem(
                 409,
                 "A request with this Idempotency-Key is still in flight; retry shortly.",
                 headers={"Retry-After": "1"},
-            ) from None
+            )
         return JSONResponse(
             _replay(first.response_body, sealed, _sealing_key(request, key)),
             status_code=first.response_status or 200,

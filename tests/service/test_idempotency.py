@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlmodel import func, select
 
+from service.idempotency import STALE
 from service.models import ApiKey, Blocker, IdempotencyKey
 from tests.helpers import ADMIN, city, create_project, make_client, ok
 from tests.live import live_server
@@ -112,3 +114,34 @@ def test_100_concurrent_identical_posts_create_exactly_one(db_url):
         # After the burst every retry answers the first response.
         with httpx.Client(base_url=base) as c:
             assert ok(c.post("/api/v1/blockers", json=BODY, headers=headers), 201)["id"] in ids
+
+
+def test_a_key_held_by_a_request_that_died_is_taken_over_by_its_retry(db_url):
+    """A replica killed mid-request leaves its claim with no answer: a retry that finds it
+    fresh is told to wait (409, Retry-After); once it is stale the retry is served at once."""
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        db = client.app.state.db
+        # The fingerprint of this very request, as its first try would have stored it.
+        ok(client.post("/api/v1/blockers", json=BODY, headers={**ADMIN, "Idempotency-Key": "probe"}), 201)
+        with db.unit_of_work(readonly=True) as s:
+            fingerprint = s.exec(select(IdempotencyKey.request_hash)).one()
+
+        def died(key: str, ago: timedelta) -> None:
+            with db.unit_of_work() as s:
+                now = datetime.now(UTC)
+                s.add(IdempotencyKey(principal="admin", key=key, method_path="POST /api/v1/blockers",
+                                     request_hash=fingerprint, created_at=now - ago,
+                                     expires_at=now + timedelta(hours=48)))
+
+        died("fresh", timedelta(seconds=5))
+        waiting = client.post("/api/v1/blockers", json=BODY, headers={**ADMIN, "Idempotency-Key": "fresh"})
+        assert waiting.status_code == 409 and waiting.headers["retry-after"] == "1"
+        died("stale", STALE + timedelta(seconds=5))
+        served = client.post("/api/v1/blockers", json=BODY, headers={**ADMIN, "Idempotency-Key": "stale"})
+        assert served.status_code == 201, served.text
+        again = client.post("/api/v1/blockers", json=BODY, headers={**ADMIN, "Idempotency-Key": "stale"})
+        assert again.status_code == 201 and again.json()["id"] == served.json()["id"]
+        with db.unit_of_work(readonly=True) as s:
+            assert s.exec(select(func.count()).select_from(Blocker)).one() == 2  # probe + served
