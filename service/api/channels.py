@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
@@ -23,7 +23,7 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
-from service.auth import require_scope
+from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import (
@@ -284,14 +284,60 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
         )
         session.add(sub)
         session.flush()
-        unit = session.get(Unit, unit_id) if unit_id else None
-        return 201, WebhookOut(
-            id=sub.id,
-            url=sub.url,
-            events=sub.events,
-            unit=unit.code if unit else None,
-            channel_id=channel.id,
-            created_at=local_iso(sub.created_at, request.app.state.settings.tz),
-        )
+        return 201, webhook_out(session, sub, request)
 
     return idempotent(request, session, caller, body, create)
+
+
+def webhook_out(session: Session, sub: WebhookSubscription, request: Request) -> WebhookOut:
+    unit = session.get(Unit, sub.unit_id) if sub.unit_id else None
+    return WebhookOut(
+        id=sub.id,
+        url=sub.url,
+        events=sub.events,
+        unit=unit.code if unit else None,
+        channel_id=sub.channel_id,
+        created_at=local_iso(sub.created_at, request.app.state.settings.tz),
+    )
+
+
+def _own_webhooks(caller: Principal):
+    """The subscriptions a key may see and remove: the admin's, all; a unit's key, those
+    made from its unit (their delivery channel hangs off it)."""
+    query = select(WebhookSubscription)
+    if not caller.has("admin"):
+        query = query.join(Channel, Channel.id == WebhookSubscription.channel_id).where(
+            Channel.unit_id == caller.unit_id
+        )
+    return query
+
+
+@router.get("/webhooks", response_model=Page[WebhookOut], tags=["webhooks"])
+def list_webhooks(
+    request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> Page[WebhookOut]:
+    """The outbound subscriptions this key made (the admin: all of them); secrets never shown."""
+    query = _own_webhooks(caller).where(WebhookSubscription.id > decode_cursor(cursor))
+    rows = list(session.exec(query.order_by(WebhookSubscription.id).limit(limit + 1)))
+    return page_of(rows, limit, lambda sub: webhook_out(session, sub, request))
+
+
+@router.delete(
+    "/webhooks/{webhook_id}",
+    status_code=204,
+    tags=["webhooks"],
+    responses={404: ERROR_RESPONSES[404]},
+)
+def delete_webhook(webhook_id: RowId, session: WriteSession, caller: Caller) -> Response:
+    """Unsubscribe: nothing more is sent to it, deliveries not yet made included (a secret
+    is rotated by subscribing with the new one, then removing the old subscription)."""
+    require_scope(caller, "write")
+    sub = session.exec(_own_webhooks(caller).where(WebhookSubscription.id == webhook_id)).first()
+    if sub is None:
+        raise Problem(404, f"There is no webhook subscription {webhook_id} that this key made.")
+    channel = session.get(Channel, sub.channel_id) if sub.channel_id else None
+    if channel is not None:
+        channel.enabled = False  # kept for the outbox's history; never a unit's own channel
+    session.delete(sub)
+    session.flush()
+    return Response(status_code=204)

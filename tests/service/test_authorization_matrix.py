@@ -59,6 +59,12 @@ def _channel(client) -> int:
     return ok(client.post("/api/v1/channels", json=body, headers=ADMIN), 201)["id"]
 
 
+def _admin_webhook(client) -> int:
+    """An outbound subscription the admin made."""
+    body = {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}
+    return ok(client.post("/api/v1/webhooks", json=body, headers=ADMIN), 201)["id"]
+
+
 # (name, method, path, body, fixture, expected per caller)
 MATRIX = [
     ("list units", "GET", "/api/v1/units", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
@@ -110,6 +116,10 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("clock", "POST", "/api/v1/admin/clock", {"advance": "PT1M"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("list webhooks", "GET", "/api/v1/webhooks", None, None,
+     dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("remove the admin's webhook", "DELETE", "/api/v1/webhooks/{b}", None, _admin_webhook,
+     dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=204)),
     ("webhook", "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}, None,
      dict(none=401, wrong_unit=201, read_only=403, unit=201, taskforce=201, admin=201)),
 ]

@@ -300,3 +300,26 @@ def test_a_vice_mayors_office_gets_its_queue_in_the_daily_digest(db_url):
             (row,) = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
         text = render("daily_digest", row.context, "https://duban.example.gov.cn").text
         assert "分管副市长（自然资源）" in text and "【申请提级协调】" in text and "用地手续办理滞后" in text
+
+
+def test_a_removed_subscription_gets_nothing_more_and_its_secret_is_rotated(db_url):
+    with WebhookReceiver("new-secret-123") as hook, make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        wy = create_key(client, "wy")
+        events = ["blocker.assign", "blocker.close", "blocker.acknowledge"]
+        old = ok(client.post("/api/v1/webhooks", json={"url": hook.url, "secret": "old-secret-123", "events": events}, headers=wy), 201)
+        new = ok(client.post("/api/v1/webhooks", json={"url": hook.url, "secret": "new-secret-123", "events": events}, headers=wy), 201)
+        listed = ok(client.get("/api/v1/webhooks", headers=wy))["items"]
+        assert [w["id"] for w in listed] == [old["id"], new["id"]] and "secret" not in listed[0]
+        assert ok(client.get("/api/v1/webhooks", headers=create_key(client, "hj")))["items"] == []
+        assert client.delete(f"/api/v1/webhooks/{old['id']}", headers=wy).status_code == 204
+        assert client.delete(f"/api/v1/webhooks/{old['id']}", headers=wy).status_code == 404
+        assert [w["id"] for w in ok(client.get("/api/v1/webhooks", headers=wy))["items"]] == [new["id"]]
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}}, headers=ADMIN))
+        deliver(client, 2)
+        # Only the remaining subscription's deliveries arrive, all signed with the new secret.
+        assert len(hook.deliveries) == 1 and hook.rejected == 0
+        rows = ok(client.get("/api/v1/notifications", params={"blocker": bid}, headers=ADMIN))["items"]
+        assert {r["channel"] for r in rows if r["status"] == "sent"} == {new["channel_id"]}
