@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import text
+from sqlalchemy import func, text
+from sqlmodel import select
 
 from service.migrations import current_revision, head_revision, is_newer
+from service.models import Notification, Timer
 from service.problems import problem_response
+
+OUTBOX_STATES = ("pending", "failed", "dead")
 
 router = APIRouter(tags=["operations"])
 
@@ -45,7 +51,36 @@ def readyz(request: Request):
 
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition: this process's counters, and the state of the loop as the
+    database has it (the same from every replica)."""
     return Response(
-        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        request.app.state.metrics.render() + _loop_gauges(request),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )
+
+
+def _loop_gauges(request: Request) -> bytes:
+    """The outbox by status, and timers overdue by more than a minute (no sweep running)."""
+    db, now = request.app.state.db, request.app.state.ctx.clock.now()
+    with db.unit_of_work(readonly=True) as session:
+        by_status = dict(
+            session.exec(
+                select(Notification.status, func.count())
+                .where(Notification.status.in_(OUTBOX_STATES))
+                .group_by(Notification.status)
+            ).all()
+        )
+        late = session.exec(
+            select(func.count())
+            .select_from(Timer)
+            .where(Timer.status == "pending", Timer.due_at < now - timedelta(minutes=1))
+        ).one()
+    lines = [
+        "# HELP duban_notifications Outbox rows by status (dead ones need an operator)",
+        "# TYPE duban_notifications gauge",
+        *(f'duban_notifications{{status="{s}"}} {by_status.get(s, 0)}' for s in OUTBOX_STATES),
+        "# HELP duban_timers_late Pending timers due more than a minute ago (is a sweep running?)",
+        "# TYPE duban_timers_late gauge",
+        f"duban_timers_late {late}",
+    ]
+    return ("\n".join(lines) + "\n").encode()

@@ -22,6 +22,10 @@ def test_a_channel_with_a_wrong_key_is_fixed_and_its_dead_rows_retried(db_url):
         deliver(client, 2)
         (dead,) = ok(client.get("/api/v1/notifications", params={"status": "dead"}, headers=ADMIN))["items"]
         assert "93000" in dead["last_error"]
+        # An operator's dashboard sees it too.
+        metrics = client.get("/metrics").text
+        assert 'duban_notifications{status="dead"} 1' in metrics
+        assert "duban_timers_late 0" in metrics
 
         # Bad values change nothing.
         for wrong in ({}, {"url": "smtp://127.0.0.1/a@b.cn"}, {"url": "http://10.0.0.1/x"}, {"enabled": None}):
