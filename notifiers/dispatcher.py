@@ -90,7 +90,7 @@ class Dispatcher:
         business_now: Callable[[], datetime],
         http: httpx.Client | None = None,
         trust_env: bool = True,
-        max_attempts: int = 8,
+        max_attempts: int = 12,
         real_now: Callable[[], datetime] = utcnow,
         notifiers: Mapping[str, AnyNotifier] = NOTIFIERS,
         lease_s: float = 60.0,

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RetryPolicy:
-    max_attempts: int = 8
+    max_attempts: int = 12  # 2.5 to 5 hours of outage before a row needs an operator
     backoff_base_s: float = 30.0
     backoff_cap_s: float = 3600.0
     rng: random.Random = field(default_factory=random.Random)
