@@ -224,7 +224,7 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     app.state.settings = settings
     app.state.db = db
     app.state.ctx = ctx
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(sweeps=settings.scheduler and background is not False)
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
     openapi.install(app)

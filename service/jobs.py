@@ -41,8 +41,9 @@ class Jobs:
             # The simulation clock's lock: a clock move writes the same day's digests.
             with lock if lock is not None else contextlib.nullcontext():
                 fired, _ = sweep_once(db, ctx, batch=self.app.state.settings.sweep_batch)
-                if fired:
-                    self.app.state.metrics.timers_fired.inc(fired)
+                counter = self.app.state.metrics.timers_fired
+                if fired and counter is not None:
+                    counter.inc(fired)
                 with db.unit_of_work() as session:
                     enqueue_daily_digests(session, ctx)
                     enqueue_monthly_briefing(session, ctx)

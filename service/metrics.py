@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, sweeps: bool = True) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "duban_http_requests_total",
@@ -23,8 +23,11 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.timers_fired = Counter(
-            "duban_timers_fired_total", "Timers fired by the sweep", registry=self.registry
+        # Only where a sweep runs: a 0 that never moves would look like a stalled sweep.
+        self.timers_fired = (
+            Counter("duban_timers_fired_total", "Timers fired by the sweep", registry=self.registry)
+            if sweeps
+            else None
         )
         # labels() takes a lock and builds a key each time; the children never change.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service import migrations
+from service.app import create_app
 from service.settings import Settings
 from tests.helpers import make_client, ok
 
@@ -111,3 +113,10 @@ def test_a_500_is_logged_once_with_the_request_id_it_answers(sqlite_url, caplog)
     assert "a bug" not in r.text  # no stack trace to the caller
     logged = [rec for rec in caplog.records if rec.exc_info]
     assert len(logged) == 1 and "corr-500" in logged[0].getMessage()
+
+
+def test_an_api_process_without_the_sweep_exports_no_sweep_counter(sqlite_url):
+    for scheduler, shown in ((True, True), (False, False)):
+        settings = Settings(database_url=sqlite_url, scheduler=scheduler, **KEY)
+        client = TestClient(create_app(settings))  # no `with`: nothing starts in background
+        assert ("duban_timers_fired_total" in client.get("/metrics").text) is shown
