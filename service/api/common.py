@@ -50,19 +50,21 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-def nul_at(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-    """Where in a JSON value a NUL character hides (PostgreSQL text cannot hold one)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if not isinstance(value, dict | list):
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return (*path, key)
-        found = nul_at(item, (*path, key))
-        if found is not None:
-            return found
+def nul_at(value: Any) -> tuple[Any, ...] | None:
+    """Where in a JSON value a NUL character hides (PostgreSQL text cannot hold one).
+    Iterative: a deeply nested body must not exhaust the stack."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict | list):
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str) and "\x00" in key:
+                    return (*path, key)
+                stack.append(((*path, key), child))
     return None
 
 
