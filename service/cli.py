@@ -6,12 +6,20 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 
+import psycopg
 from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from service.settings import DEFAULT_SQLITE_URL, BackgroundSettings, Settings
+from service.settings import (
+    DEFAULT_SQLITE_URL,
+    BackgroundSettings,
+    Settings,
+    check_database_url,
+)
 
 
 def _settings(kind: type[Settings] = Settings) -> Settings:
@@ -92,6 +100,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service import migrations
 
     url = args.url or os.environ.get("DUBAN_DATABASE_URL") or DEFAULT_SQLITE_URL
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        print(f"duban: configuration refused: DUBAN_DATABASE_URL: {exc}", file=sys.stderr)
+        return 2
     _upgrade(url, args.revision)
     print(
         f"duban: database at {migrations.head_revision(url) if args.revision == 'head' else args.revision}"
@@ -141,6 +154,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 db, ctx, batch=args.batch or settings.sweep_batch, naive=args.naive
             )
         except Exception:
+            if args.once:
+                raise  # a one-off run that did nothing must not look like success
             # A lost connection or a deadlock victim: the claimed timers stay pending.
             log.exception("sweep failed; trying again after the interval")
             fired = 0
@@ -259,7 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transitions", "httpx", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        print(
+            f"duban: DUBAN_DATABASE_URL is not a database URL this can use: {exc}", file=sys.stderr
+        )
+    except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:  # down, unreachable, refusing
+        cause = getattr(exc, "orig", None) or exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(f"duban: cannot use the database: {reason}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

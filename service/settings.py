@@ -13,12 +13,28 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from workflows.calendar import CALENDAR_YEARS, OUTSIDE_CALENDAR
+
 DEFAULT_SQLITE_URL = "sqlite:///./var/duban.db"
 OFFICE_HOURS = re.compile(
     r"^(?P<open>(?P<oh>\d\d):(?P<om>\d\d))-(?P<close>(?P<ch>\d\d):(?P<cm>\d\d))$"
 )
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 PLATFORM_HOSTS = "qyapi.weixin.qq.com,oapi.dingtalk.com,open.feishu.cn,open.larksuite.com"
+
+
+def check_database_url(value: str) -> str:
+    """`value`, if it is a URL of a database duban runs on; else ValueError saying why."""
+    try:
+        backend = make_url(value).get_backend_name()
+    except Exception as exc:  # SQLAlchemy's ArgumentError, or a bad port
+        raise ValueError(
+            f"{value!r} is not a database URL; use sqlite:///./var/duban.db or "
+            "postgresql+psycopg://user:password@host:5432/duban"
+        ) from exc
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"duban runs on SQLite or PostgreSQL, not {backend!r}")
+    return value
 
 
 class UnsafeSettings(ValueError):
@@ -81,16 +97,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        try:
-            backend = make_url(value).get_backend_name()
-        except Exception as exc:  # SQLAlchemy's ArgumentError, or a bad port
-            raise ValueError(
-                f"{value!r} is not a database URL; use sqlite:///./var/duban.db or "
-                "postgresql+psycopg://user:password@host:5432/duban"
-            ) from exc
-        if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"duban runs on SQLite or PostgreSQL, not {backend!r}")
-        return value
+        return check_database_url(value)
 
     @field_validator("clock_start")
     @classmethod
@@ -105,6 +112,8 @@ class Settings(BaseSettings):
             ) from exc
         if instant.tzinfo is None:
             raise ValueError(f"{value!r} needs an offset, like 2026-03-02T09:00:00+08:00")
+        if not CALENDAR_YEARS[0] < instant.year < CALENDAR_YEARS[1]:
+            raise ValueError(f"{value!r}: {OUTSIDE_CALENDAR}")
         return value
 
     @field_validator("office_hours")
@@ -141,9 +150,9 @@ class Settings(BaseSettings):
     @field_validator("channel_allowed_hosts")
     @classmethod
     def _hosts(cls, value: str) -> str:
-        for host in (h.strip() for h in value.split(",")):
+        for host in (h.strip() for h in value.split(",") if h.strip()):
             ipv6 = host.strip("[]").count(":") > 1
-            if any(c in host for c in "/@?#") or (":" in host and not ipv6):
+            if any(c in host for c in "/@?#*") or (":" in host and not ipv6):
                 raise ValueError(
                     f"{host!r} is not a bare host name or address (no scheme, port or path)"
                 )

@@ -26,6 +26,10 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 
 MAX_DAYS = 10_000  # guard against absurd spans (about 40 years of working days)
+# The years the calendar keeps (2000–2100); business time stays a year inside them, so the
+# jumps that timers and digests make around an instant stay inside too.
+CALENDAR_YEARS = (2000, 2100)
+OUTSIDE_CALENDAR = "the clock stays between 2001 and 2099, inside the calendar's years 2000–2100."
 
 SOURCE_DATABASE = "database"
 SOURCE_OFFICIAL = "official"

@@ -15,7 +15,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from service.models import Timer
-from workflows.calendar import WorkingDayCalendar
+from workflows.calendar import MAX_DAYS, WorkingDayCalendar
 from workflows.definition import Definition, TimerSpec
 
 log = logging.getLogger("duban.timers")
@@ -52,13 +52,15 @@ def due_at_for(
 
 def _after_entering(
     cal: WorkingDayCalendar, days: int, at: str, repeat: int | None, base: datetime, step: int
-) -> datetime:
+) -> datetime | None:
     # Memoised on the calendar: a sweep batch plans the same step from the same moment for
     # many blockers. Bounded, and gone with the calendar when the store reloads it.
     key = ("after_entering", days, at, repeat, base, step)
     found = cal.memo.get(key)
     if isinstance(found, datetime):
         return found
+    if days + 1 + (repeat or 0) * (step - 1) > MAX_DAYS:
+        return None  # a repeat some 40 years on: it stops, rather than fail every sweep
     start = cal.local_date(base)
     first = cal.add_working_days(start, days)
     if _at(cal, first, at) <= base:

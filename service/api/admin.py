@@ -16,7 +16,7 @@ from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
 from workflows.briefing import enqueue_monthly_briefing
-from workflows.calendar import add_months
+from workflows.calendar import CALENDAR_YEARS, OUTSIDE_CALENDAR, add_months
 from workflows.daily_digest import digest_moments, enqueue_daily_digests
 from workflows.rescheduling import move_deadlines, recount_timers
 from workflows.sweep import advance_clock
@@ -28,12 +28,6 @@ DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 MAX_JUMP = timedelta(days=3660)
-
-
-# The years the working-day calendar keeps (2000–2100), with a year's margin either side
-# for the jumps that timers and digests make around an instant.
-CALENDAR_YEARS = (2000, 2100)
-OUTSIDE_CALENDAR = "the clock stays between 2001 and 2099, inside the calendar's years 2000–2100."
 
 
 def after_duration(now: datetime, text: str, tz: ZoneInfo) -> datetime:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from service import migrations
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import require_pg
 from tests.helpers import make_client, ok
 
 DUBAN = str(Path(sys.executable).with_name("duban"))
@@ -37,6 +38,8 @@ KEY = {"admin_key": "k" * 20}
         ("public_url", "notaurl"),
         ("channel_allowed_hosts", "http://bad/host"),
         ("channel_allowed_hosts", "127.0.0.1:8080"),
+        ("channel_allowed_hosts", "*"),
+        ("clock_start", "9999-06-01T09:00:00+08:00"),  # past the calendar: the clock is stuck
     ],
 )
 def test_a_bad_setting_is_refused_with_its_reason(field, value):
@@ -120,3 +123,17 @@ def test_an_api_process_without_the_sweep_exports_no_sweep_counter(sqlite_url):
         settings = Settings(database_url=sqlite_url, scheduler=scheduler, **KEY)
         client = TestClient(create_app(settings))  # no `with`: nothing starts in background
         assert ("duban_timers_fired_total" in client.get("/metrics").text) is shown
+
+
+def test_a_database_it_cannot_use_is_one_line_and_exit_2(tmp_path):
+    require_pg()
+    gone = "postgresql+psycopg://postgres@127.0.0.1:5432/duban_no_such_database"
+    for args, url in (
+        (["db", "upgrade"], "mysql://x/y"),
+        (["db", "upgrade"], gone),
+        (["sweep", "--once"], gone),  # a one-off run that did nothing is not a success
+        (["audit", "verify"], gone),
+    ):
+        done = _run(args, {"DUBAN_DATABASE_URL": url}, tmp_path)
+        assert done.returncode == 2, (args, url, done.stderr)
+        assert "Traceback" not in done.stderr and "DATABASE" in done.stderr.upper(), done.stderr

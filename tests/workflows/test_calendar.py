@@ -2,6 +2,7 @@
 
 import time as _time
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.calendar import WorkingDayCalendar, YearOverride
+from workflows.calendar import MAX_DAYS, WorkingDayCalendar, YearOverride
+from workflows.definition import load_all
+from workflows.timers import make_timer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -289,3 +292,14 @@ def test_timer_due_memo_is_bounded_and_lives_on_its_calendar():
     assert [timers.due_at_for(spec, fresh, None, b, 2) for b in bases[::97]] == memoised[::97]
     # Served from the memo the second time, and still right.
     assert timers.due_at_for(spec, cal, None, bases[0], 2) == memoised[0]
+
+
+def test_a_repeating_timer_stops_before_the_calendar_runs_out(cal):
+    """Feedback every 5 working days, step after step: some 40 years on the next step is
+    not planned (it would overflow the calendar and stop the sweep), it stops."""
+    spec = next(t for t in load_all()["blocker"].definition.states["supervised"].timers if t.repeat)
+    blocker = SimpleNamespace(id=1, deadline=None, due_at=None)
+    base = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    last = (MAX_DAYS - (spec.working_days or 0) - 1) // spec.repeat.working_days + 1
+    assert make_timer(spec, cal, blocker, "supervised", base, 3, last) is not None
+    assert make_timer(spec, cal, blocker, "supervised", base, 3, last + 1) is None
