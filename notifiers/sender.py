@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "duban-notifier"
 ANSWER_MAX_BYTES = 65_536  # a platform's answer is a few hundred bytes; keep no more
+# After the request went out: the platform may have acted on it. (A kept-alive connection
+# that the platform had closed is dropped by the pool before use, so a disconnect here is
+# one that happened while the platform had the message.)
+UNCONFIRMED_ERRORS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 UNCONFIRMED = (
     "the platform did not confirm the message, which may still have reached the group; "
     "it is not sent again by itself (a group would see it twice): check the group, and "
@@ -241,11 +245,12 @@ class Sender:
             return SendResult(Outcome.retry(f"internal error: {exc!r}"))
         try:
             response = self._post(request)
-        except httpx.ReadTimeout as exc:
-            # Sent, but never confirmed: it may well have arrived.
+        except UNCONFIRMED_ERRORS as exc:
+            # Sent, but never confirmed (no answer in time, or the connection dropped while
+            # waiting for it): it may well have arrived.
             if notifier.policy.at_most_once:
-                return SendResult(Outcome.permanent(f"ReadTimeout: {exc}; {UNCONFIRMED}"))
-            return SendResult(Outcome.retry(f"ReadTimeout: {exc}"))
+                return SendResult(Outcome.permanent(f"{type(exc).__name__}: {exc}; {UNCONFIRMED}"))
+            return SendResult(Outcome.retry(f"{type(exc).__name__}: {exc}"))
         except httpx.HTTPError as exc:
             return SendResult(Outcome.retry(f"{type(exc).__name__}: {exc}"))
         try:

@@ -5,7 +5,8 @@ Each fake is a threaded ``http.server`` on 127.0.0.1, port 0, with an injectable
 time without sleeping. ``go_down("503")`` answers 503 to everything; ``go_down("refuse")``
 closes the listening socket (connection refused); ``come_back()`` restores the same port.
 ``answer_after_s`` holds each answer back after the request was handled; ``trickle_s`` sends
-the answer's body a byte at a time with that gap.
+the answer's body a byte at a time with that gap; ``drop_after_read`` handles the request and
+closes the connection without answering.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         fake = self.server.fake
         status, headers, payload = fake.dispatch(parts.path, query, self.headers, body)
+        if fake.drop_after_read:  # done, then the connection drops with no answer at all
+            self.close_connection = True
+            return
         # A slow platform (real time: the dispatcher's own timeout is real time too).
         time.sleep(fake.answer_after_s)  # done, but the answer is late
         self.send_response(status)
@@ -82,6 +86,7 @@ class FakeServer:
         self.hits = 0
         self.answer_after_s = 0.0
         self.trickle_s = 0.0
+        self.drop_after_read = False
         self._server: _Server | None = None
 
     # lifecycle ------------------------------------------------------------

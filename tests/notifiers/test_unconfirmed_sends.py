@@ -62,3 +62,21 @@ def test_a_trickled_answer_ends_at_the_timeout_in_all(db, clock, wecom):
     (row,) = rows(db, [nid])
     assert row.status == "dead"
     assert "took more than 0.5 s" in row.last_error
+
+
+def test_a_chat_robot_that_drops_the_connection_after_taking_the_message_gets_it_once(
+    db, clock, dingtalk
+):
+    dingtalk.drop_after_read = True
+    channel = create_channel(
+        db, "dingtalk", dingtalk.url("good-token"), secret="SECdingtalk-secret"
+    )
+    (nid,) = create_notifications(db, channel, 1)
+    dispatcher = make_dispatcher(db, clock)
+    dispatcher.dispatch_once()
+    (row,) = rows(db, [nid])
+    assert row.status == "dead" and "RemoteProtocolError" in row.last_error
+    dingtalk.drop_after_read = False
+    clock.advance(3600)
+    dispatcher.dispatch_once()
+    assert len(dingtalk.messages) == 1
