@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -101,6 +102,31 @@ def _check_kind(kind: str, url: str) -> None:
         raise Problem(422, f"url: a {kind} channel needs an https:// URL.", field="url")
 
 
+def same_target(url: str) -> tuple:
+    """What a URL points at, however it is spelt: the case of scheme and host, a default
+    port, doubled or trailing slashes, empty or reordered query parameters, a fragment."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80, "smtps": 465, "smtp": 25}.get(scheme)
+    path = re.sub("/+", "/", parts.path).rstrip("/")
+    return scheme, (parts.hostname or "").lower(), port, path, tuple(sorted(parse_qsl(parts.query)))
+
+
+def _refuse_twin(session: Session, unit: Unit, kind: str, url: str, other_than: int | None = None):
+    """One group, one channel: a second channel to the same robot sends everything twice."""
+    target = same_target(url)
+    for channel in session.exec(
+        select(Channel).where(Channel.unit_id == unit.id, Channel.kind == kind)
+    ):
+        if channel.id != other_than and same_target(channel.url) == target:
+            raise Problem(
+                409,
+                f"url: unit '{unit.code}' already has this {kind} channel ({channel.id}); "
+                f"change it with PATCH /api/v1/channels/{channel.id}.",
+                field="url",
+            )
+
+
 def masked_url(url: str, kind: str) -> str:
     """A robot's URL without the token in it (the key or access_token that lets anyone post
     to the group): what a unit's key is shown. Feishu puts its token in the path."""
@@ -141,18 +167,7 @@ def create_channel(body: ChannelCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, ChannelOut]:
         unit = unit_by_code(session, body.unit)
-        same = session.exec(
-            select(Channel.id).where(
-                Channel.unit_id == unit.id, Channel.kind == body.kind, Channel.url == body.url
-            )
-        ).first()
-        if same is not None:  # the group would get every message twice
-            raise Problem(
-                409,
-                f"url: unit '{unit.code}' already has this {body.kind} channel ({same}); "
-                f"change it with PATCH /api/v1/channels/{same}.",
-                field="url",
-            )
+        _refuse_twin(session, unit, body.kind, body.url)
         channel = Channel(
             unit_id=unit.id,
             kind=body.kind,
@@ -215,6 +230,9 @@ def update_channel(
             raise Problem(422, "url: a channel needs a URL.", field="url")
         _check(body.url, request)
         _check_kind(channel.kind, body.url)
+        _refuse_twin(
+            session, session.get(Unit, channel.unit_id), channel.kind, body.url, channel.id
+        )
         channel.url = body.url
     if "secret" in given:
         if channel.kind == "webhook" and not body.secret:
@@ -260,6 +278,17 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
     _check(body.url, request)
 
     def create() -> tuple[int, WebhookOut]:
+        # The same URL with the same secret twice would deliver every event twice, under two
+        # delivery ids; with another secret it is a rotation in progress, and allowed.
+        for sub in session.exec(_own_webhooks(caller)):
+            if same_target(sub.url) == same_target(body.url) and sub.secret == body.secret:
+                raise Problem(
+                    409,
+                    f"url: this key already subscribed {sub.url} with this secret ({sub.id}); "
+                    "to change its events, remove it (DELETE /api/v1/webhooks/"
+                    f"{sub.id}) and subscribe again.",
+                    field="url",
+                )
         # The delivery channel hangs off the caller's unit (the admin's: the root unit);
         # the outbox never treats a subscription's channel as the unit's own chat channel.
         owner = caller.unit_id or session.exec(select(Unit.id).order_by(Unit.id)).first()

@@ -61,7 +61,7 @@ def _channel(client) -> int:
 
 def _admin_webhook(client) -> int:
     """An outbound subscription the admin made."""
-    body = {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}
+    body = {"url": f"http://127.0.0.1:9/h/{uuid.uuid4().hex}", "secret": "s3cret-123", "events": ["blocker.close"]}
     return ok(client.post("/api/v1/webhooks", json=body, headers=ADMIN), 201)["id"]
 
 
@@ -120,7 +120,7 @@ MATRIX = [
      dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("remove the admin's webhook", "DELETE", "/api/v1/webhooks/{b}", None, _admin_webhook,
      dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=204)),
-    ("webhook", "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}, None,
+    ("webhook", "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h-{c}", "secret": "s3cret-123", "events": ["blocker.close"]}, None,
      dict(none=401, wrong_unit=201, read_only=403, unit=201, taskforce=201, admin=201)),
 ]
 

@@ -73,3 +73,30 @@ def test_a_units_key_sees_its_channels_without_the_robot_tokens(sqlite_url):
         ]
         admin = ok(client.get("/api/v1/channels", headers=ADMIN))["items"]
         assert [c["url"] for c in admin] == list(robots.values())
+
+
+def test_one_robot_is_one_channel_however_its_url_is_spelt(sqlite_url):
+    with make_client(sqlite_url) as client:
+        city(client)
+        url = "http://127.0.0.1:9/cgi-bin/webhook/send?key=k1"
+        first = ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom", "url": url}, headers=ADMIN), 201)
+        for spelt in (
+            "HTTP://127.0.0.1:9/cgi-bin/webhook/send?key=k1",
+            "http://127.0.0.1:9/cgi-bin/webhook/send?key=k1&",
+            "http://127.0.0.1:9/cgi-bin/webhook/send?key=k1#top",
+            "http://127.0.0.1:9//cgi-bin/webhook/send/?key=k1",
+        ):
+            r = client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom", "url": spelt}, headers=ADMIN)
+            assert r.status_code == 409, (spelt, r.text)
+        other = ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom", "url": url.replace("k1", "k2")}, headers=ADMIN), 201)
+        r = client.patch(f"/api/v1/channels/{other['id']}", json={"url": url + "&"}, headers=ADMIN)
+        assert r.status_code == 409 and str(first["id"]) in r.json()["detail"]
+        # Patching a channel to its own URL, spelt another way, is no conflict.
+        ok(client.patch(f"/api/v1/channels/{first['id']}", json={"url": url + "#x"}, headers=ADMIN))
+
+        hook = {"url": "http://127.0.0.1:9/h", "secret": "s3cret-123", "events": ["blocker.close"]}
+        ok(client.post("/api/v1/webhooks", json=hook, headers=ADMIN), 201)
+        twin = client.post("/api/v1/webhooks", json=hook, headers=ADMIN)
+        assert twin.status_code == 409, twin.text
+        # Another secret on the same URL: a rotation in progress.
+        ok(client.post("/api/v1/webhooks", json={**hook, "secret": "n3w-secret-456"}, headers=ADMIN), 201)
