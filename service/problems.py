@@ -108,8 +108,11 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
             request, 400, "The request body is not valid JSON.", title="Malformed JSON"
         )
     content_type = request.headers.get("content-type", "")
-    if "json" not in content_type and any(
-        tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors
+    media = content_type.split(";")[0].strip().lower()
+    if (
+        media != "application/json"
+        and not media.endswith("+json")
+        and any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors)
     ):
         return problem_response(
             request,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlmodel import Session, select
 
 from notifiers.allowlist import check_url
@@ -205,7 +205,7 @@ def list_channels(
 class ChannelUpdate(Strict):
     url: str | None = Field(None, min_length=1, max_length=2000)
     secret: str | None = Field(None, max_length=500, description="null removes it")
-    enabled: bool | None = Field(None, description="false: nothing more goes to this channel")
+    enabled: StrictBool | None = Field(None, description="false: nothing more goes to this channel")
 
 
 @router.patch(

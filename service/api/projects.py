@@ -55,8 +55,11 @@ class ProjectCreate(Strict):
     @field_validator("code")
     @classmethod
     def _fits_a_path(cls, code: str) -> str:
-        if "/" in code or "\\" in code or any(c.isspace() for c in code):
-            raise ValueError("may not contain '/', '\\' or spaces: it is part of the project's URL")
+        if code in (".", "..") or any(c in "/\\?#%" or c.isspace() for c in code):
+            raise ValueError(
+                "may not contain '/', '\\', '?', '#', '%' or spaces, nor be '.' or '..': "
+                "it is part of the project's URL"
+            )
         return code
 
 

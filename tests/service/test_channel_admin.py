@@ -28,7 +28,7 @@ def test_a_channel_with_a_wrong_key_is_fixed_and_its_dead_rows_retried(db_url):
         assert "duban_timers_late 0" in metrics
 
         # Bad values change nothing.
-        for wrong in ({}, {"url": "smtp://127.0.0.1/a@b.cn"}, {"url": "http://10.0.0.1/x"}, {"enabled": None}):
+        for wrong in ({}, {"url": "smtp://127.0.0.1/a@b.cn"}, {"url": "http://10.0.0.1/x"}, {"enabled": None}, {"enabled": "yes"}):
             r = client.patch(f"/api/v1/channels/{channel['id']}", json=wrong, headers=ADMIN)
             assert r.status_code == 422, (wrong, r.text)
         assert client.patch("/api/v1/channels/999999", json={"enabled": False}, headers=ADMIN).status_code == 404

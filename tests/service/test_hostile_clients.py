@@ -302,3 +302,15 @@ def test_protocol_manners(sqlite_url):
         problem = r.json()
         assert problem["instance"] == "/healthz"
         assert problem["request_id"] == r.headers["x-request-id"]
+
+
+def test_codes_that_cannot_be_part_of_a_url_and_json_under_another_name(sqlite_url):
+    with live_server(sqlite_url) as (base, _app), httpx.Client(base_url=base, headers=ADMIN) as c:
+        for code in ("a?b", "a#b", "a%2Fb", ".."):
+            body = {"code": code, "name": "n", "category": "c", "county": "wy"}
+            r = c.post("/api/v1/projects", json=body)
+            assert r.status_code == 422, (code, r.text)
+        r = c.post(
+            "/api/v1/units", content=b'{"code": "xx"}', headers={"Content-Type": "text/json"}
+        )
+        assert r.status_code == 422 and "application/json" in r.json()["detail"], r.text
