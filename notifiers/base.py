@@ -18,6 +18,13 @@ import httpx
 
 from service.models import Channel
 
+# Why a chat message that may have gone out is not sent again (``at_most_once`` channels).
+UNCONFIRMED = (
+    "the platform did not confirm the message, which may still have reached the group; "
+    "it is not sent again by itself (a group would see it twice): check the group, and "
+    "retry this notification if it is missing"
+)
+
 
 @dataclass(frozen=True)
 class Message:

@@ -205,16 +205,26 @@ def lock_due(
     return cast(list[DueRow], [row for row in rows if row.id not in leased])
 
 
-def mark_stale_claims_lost(session: Session, notification_ids: Sequence[int]) -> None:
-    if notification_ids:
+def mark_stale_claims_lost(session: Session, notification_ids: Sequence[int]) -> set[int]:
+    """Relabel the expired claims among these rows :data:`LOST`; returns the rows that had
+    one (a send may have gone out for them)."""
+    if not notification_ids:
+        return set()
+    stale = among(session, NotificationAttempt.notification_id, notification_ids)
+    lost = set(
+        session.execute(
+            select(NotificationAttempt.notification_id).where(
+                stale, NotificationAttempt.error == IN_FLIGHT
+            )
+        ).scalars()
+    )
+    if lost:
         session.execute(
             update(NotificationAttempt)
-            .where(
-                among(session, NotificationAttempt.notification_id, notification_ids),
-                NotificationAttempt.error == IN_FLIGHT,
-            )
+            .where(stale, NotificationAttempt.error == IN_FLIGHT)
             .values(error=LOST)
         )
+    return lost
 
 
 def open_attempts(

@@ -42,7 +42,7 @@ from sqlmodel import Session
 
 from notifiers import claims, ratelimit
 from notifiers.allowlist import check_url
-from notifiers.base import Message
+from notifiers.base import UNCONFIRMED, Message
 from notifiers.claims import DueRow
 from notifiers.digest import MAX_DIGEST_ITEMS, plan
 from notifiers.recorder import Recorder, Reports, sort_reports
@@ -256,7 +256,7 @@ class Dispatcher:
                         break
             leased_since = now - timedelta(seconds=self.lease_s)
             rows = claims.lock_due(session, where, chosen, leased_since, self.db.is_postgres)
-            claims.mark_stale_claims_lost(session, [row.id for row in rows])
+            lost = claims.mark_stale_claims_lost(session, [row.id for row in rows])
             backlog = {due.channel_id: due.backlog for due in ranked}
             by_channel: dict[int, list[DueRow]] = {}
             for row in rows:
@@ -268,6 +268,15 @@ class Dispatcher:
                 if verdict.problem is not None or verdict.notifier is None or channel is None:
                     dead += [(row, verdict.problem or "no notifier") for row in members]
                     continue
+                if verdict.notifier.policy.at_most_once and lost:
+                    # A dispatcher stopped (or hung past its lease) with this on the way: the
+                    # group may have it already, so it is not sent again by itself.
+                    dead += [
+                        (row, f"{claims.LOST} — {UNCONFIRMED}") for row in members if row.id in lost
+                    ]
+                    members = [row for row in members if row.id not in lost]
+                    if not members:
+                        continue
                 planned += [
                     (channel, verdict.notifier, message, group)
                     for message, group in self._plan(

@@ -30,7 +30,7 @@ from datetime import datetime
 
 import httpx
 
-from notifiers.base import DirectNotifier, Message, OutboundRequest, Outcome
+from notifiers.base import UNCONFIRMED, DirectNotifier, Message, OutboundRequest, Outcome
 from notifiers.claims import EXCERPT_MAX
 from notifiers.registry import AnyNotifier
 from service.models import Channel
@@ -43,11 +43,6 @@ ANSWER_MAX_BYTES = 65_536  # a platform's answer is a few hundred bytes; keep no
 # that the platform had closed is dropped by the pool before use, so a disconnect here is
 # one that happened while the platform had the message.)
 UNCONFIRMED_ERRORS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-UNCONFIRMED = (
-    "the platform did not confirm the message, which may still have reached the group; "
-    "it is not sent again by itself (a group would see it twice): check the group, and "
-    "retry this notification if it is missing"
-)
 
 
 @dataclass(frozen=True)

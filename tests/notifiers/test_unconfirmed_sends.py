@@ -80,3 +80,21 @@ def test_a_chat_robot_that_drops_the_connection_after_taking_the_message_gets_it
     clock.advance(3600)
     dispatcher.dispatch_once()
     assert len(dingtalk.messages) == 1
+
+
+def test_a_chat_message_whose_dispatcher_died_mid_send_is_not_sent_again(
+    db, clock, wecom, receiver
+):
+    group = create_channel(db, "wecom", wecom.url("good-key"))
+    hook = create_channel(db, "webhook", receiver.url, secret="hook-secret")
+    (chat,) = create_notifications(db, group, 1)
+    (machine,) = create_notifications(db, hook, 1)
+    gone = make_dispatcher(db, clock)
+    jobs, _ = gone._claim(10)  # claimed and (perhaps) sent; then the process died
+    assert len(jobs) == 2
+    clock.advance(61)  # past the lease
+    make_dispatcher(db, clock).dispatch_once()
+    chat_row, machine_row = rows(db, [chat, machine])
+    assert chat_row.status == "dead" and "not sent again" in chat_row.last_error
+    assert wecom.messages == []
+    assert machine_row.status == "sent"  # a machine receiver dedupes: at least once
