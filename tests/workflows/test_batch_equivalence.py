@@ -48,11 +48,11 @@ def _build_and_run(url: str) -> None:
                 ),
                 201,
             )
-        for events in (["*"], ["blocker.escalated", "blocker.overdue"]):
+        for n, events in enumerate((["*"], ["blocker.escalated", "blocker.overdue"])):
             ok(
                 client.post(
                     "/api/v1/webhooks",
-                    json={"url": "http://127.0.0.1:9/hook", "secret": "s" * 16, "events": events},
+                    json={"url": f"http://127.0.0.1:9/hook/{n}", "secret": "s" * 16, "events": events},
                     headers=ADMIN,
                 ),
                 201,
