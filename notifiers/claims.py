@@ -210,21 +210,16 @@ def mark_stale_claims_lost(session: Session, notification_ids: Sequence[int]) ->
     one (a send may have gone out for them)."""
     if not notification_ids:
         return set()
-    stale = among(session, NotificationAttempt.notification_id, notification_ids)
-    lost = set(
-        session.execute(
-            select(NotificationAttempt.notification_id).where(
-                stale, NotificationAttempt.error == IN_FLIGHT
-            )
-        ).scalars()
-    )
-    if lost:
-        session.execute(
-            update(NotificationAttempt)
-            .where(stale, NotificationAttempt.error == IN_FLIGHT)
-            .values(error=LOST)
+    table = NotificationAttempt.__table__
+    relabelled = session.execute(
+        update(table)
+        .where(
+            among(session, table.c.notification_id, notification_ids), table.c.error == IN_FLIGHT
         )
-    return lost
+        .values(error=LOST)
+        .returning(table.c.notification_id)
+    )
+    return set(relabelled.scalars())
 
 
 def open_attempts(

@@ -123,14 +123,7 @@ class RequestIdMiddleware:
                 raise
             # Logged once, with the id the caller was given, and answered as a problem
             # (Starlette's own last resort would log it again, without the id).
-            log.exception(
-                "unhandled error on %s %s (request id %s)",
-                scope["method"],
-                scope["path"],
-                request_id,
-            )
-            request = Request(scope)
-            response = problems.problem_response(request, 500, problems.INTERNAL_ERROR)
+            response = problems.internal_error(Request(scope))
             await response(scope, receive, send_with_id)
 
 

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 import time
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.problems import PROBLEM_JSON
-
-
-def _problem(
-    scope: Scope,
-    status: int,
-    title: str,
-    detail: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-):
-    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    problem["instance"] = scope.get("path", "")
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        problem["request_id"] = request_id
-    body = json.dumps(problem).encode()
-    raw = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
-    return body, raw + (headers or [])
+from service.problems import problem_response
 
 
 class LimitsMiddleware:
@@ -58,9 +41,9 @@ class LimitsMiddleware:
     async def _reply(
         self, scope: Scope, send: Send, status: int, title: str, detail: str, headers=None
     ) -> None:
-        body, raw = _problem(scope, status, title, detail, headers)
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
+        """A problem like any other (instance, request id), answered before the app runs."""
+        response = problem_response(Request(scope), status, detail, title=title, headers=headers)
+        await response(scope, _no_body, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,7 +61,7 @@ class LimitsMiddleware:
                     429,
                     "Too many requests",
                     f"This API key is over its rate limit; retry after {retry} s.",
-                    [(b"retry-after", retry.encode())],
+                    {"Retry-After": retry},
                 )
                 return
         length = headers.get(b"content-length")
@@ -120,3 +103,7 @@ class LimitsMiddleware:
             return replay.pop() if replay else await receive()
 
         return replayed
+
+
+async def _no_body() -> Message:  # a refused request's body is never read
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -85,6 +85,16 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def internal_error(request: Request) -> JSONResponse:
+    """The answer to an exception nothing handled, logged once with the request's id (call
+    it while the exception is being handled)."""
+    request_id = getattr(request.state, "request_id", None)
+    log.exception(
+        "unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id
+    )
+    return problem_response(request, 500, INTERNAL_ERROR)
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -126,7 +136,8 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
     for error in errors:
         name = _field_name(tuple(error.get("loc", ())))
         if error.get("type") == "nul_character":  # found by a whole-body check: say where
-            name = ".".join(p for p in (name if name != "body" else "", error["ctx"]["field"]) if p)
+            where = error["ctx"]["field"]
+            name = where if name == "body" else f"{name}.{where}"
         fields.append({"field": name, "reason": _plain_reason(error)})
     detail = "; ".join(f"{f['field']} {f['reason']}" for f in fields)
     return problem_response(
@@ -190,8 +201,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None)
-        log.exception(
-            "unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id
-        )
-        return problem_response(request, 500, INTERNAL_ERROR)
+        return internal_error(request)

@@ -3,7 +3,7 @@ entry about a unit ranked last has no blocker: only the entry records who did wh
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from service.models import Escalation
 from workflows.audit import append_event
@@ -27,11 +27,7 @@ def record_queue_action(
     blocker = None
     if entry.blocker_id is not None:
         blocker = load_blocker(session, ctx, entry.blocker_id, lock=True)
-    fresh = select(Escalation).where(Escalation.id == entry.id)
-    fresh = fresh.execution_options(populate_existing=True)
-    if ctx.lock_rows:
-        fresh = fresh.with_for_update()
-    session.exec(fresh).one()
+    session.refresh(entry, with_for_update=True if ctx.lock_rows else None)
     if entry.status not in NEXT[kind]:
         allowed = [k for k, sources in NEXT.items() if entry.status in sources]
         raise NotAllowed(
