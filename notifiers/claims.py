@@ -48,6 +48,7 @@ from notifiers.ratelimit import IN_FLIGHT
 from service.models import Channel, Notification, NotificationAttempt
 from service.models.types import utcnow
 
+LEASE_S = 60.0  # how long a claim holds a row before it counts as lost
 LOST = "lost: claimed but no outcome recorded before the lease ran out (dispatcher stopped?)"
 EXCERPT_MAX = 500
 ERROR_MAX = 1000
@@ -330,6 +331,20 @@ def release(session: Session, attempt_ids: Sequence[int]) -> None:
                 NotificationAttempt.error == IN_FLIGHT,
             )
         )
+
+
+def in_flight(session: Session, notification_id: int, lease_s: float = LEASE_S) -> bool:
+    """Whether a dispatcher holds this row right now: claimed, outcome not yet recorded."""
+    return (
+        session.exec(
+            select(NotificationAttempt.id).where(
+                NotificationAttempt.notification_id == notification_id,
+                NotificationAttempt.error == IN_FLIGHT,
+                NotificationAttempt.at > utcnow() - timedelta(seconds=lease_s),
+            )
+        ).first()
+        is not None
+    )
 
 
 def requeue(session: Session, notification_id: int, now: datetime | None = None) -> Notification:

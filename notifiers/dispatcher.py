@@ -93,7 +93,7 @@ class Dispatcher:
         max_attempts: int = 12,
         real_now: Callable[[], datetime] = utcnow,
         notifiers: Mapping[str, AnyNotifier] = NOTIFIERS,
-        lease_s: float = 60.0,
+        lease_s: float = claims.LEASE_S,
         timeout_s: float = 10.0,
         backoff_base_s: float = 30.0,
         backoff_cap_s: float = 3600.0,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from notifiers.claims import requeue
+from notifiers.claims import in_flight, requeue
 from service.api.blocker_views import units_in_scope, visibility_clause
 from service.api.common import (
     ERROR_RESPONSES,
@@ -171,6 +171,14 @@ def retry_notification(
     if row.status == "sent":
         raise Problem(
             409, "This notification was delivered; there is nothing to retry.", allowed_actions=[]
+        )
+    if in_flight(session, notification_id):
+        # Its outcome is about to be recorded and would overwrite the retry.
+        raise Problem(
+            409,
+            "This notification is being sent right now. Look at it again in a minute: "
+            "retry it then if it failed or went dead.",
+            allowed_actions=[],
         )
     requeued = requeue(session, notification_id)
     # The row as it now stands: `failed`, due again at once (real time), attempts kept.

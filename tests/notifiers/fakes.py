@@ -6,7 +6,8 @@ time without sleeping. ``go_down("503")`` answers 503 to everything; ``go_down("
 closes the listening socket (connection refused); ``come_back()`` restores the same port.
 ``answer_after_s`` holds each answer back after the request was handled; ``trickle_s`` sends
 the answer's body a byte at a time with that gap; ``drop_after_read`` handles the request and
-closes the connection without answering.
+closes the connection without answering. ``hold()`` keeps every answer back until
+``let_go()``; ``arrived`` is set once a request has been handled.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         fake = self.server.fake
         status, headers, payload = fake.dispatch(parts.path, query, self.headers, body)
+        fake.arrived.set()
+        fake.gate.wait(10)  # held by the test (never more than 10 s)
         if fake.drop_after_read:  # done, then the connection drops with no answer at all
             self.close_connection = True
             return
@@ -87,6 +90,9 @@ class FakeServer:
         self.answer_after_s = 0.0
         self.trickle_s = 0.0
         self.drop_after_read = False
+        self.arrived = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
         self._server: _Server | None = None
 
     # lifecycle ------------------------------------------------------------
@@ -115,6 +121,12 @@ class FakeServer:
             self.stop()
         else:
             self.mode = how
+
+    def hold(self) -> None:
+        self.gate.clear()
+
+    def let_go(self) -> None:
+        self.gate.set()
 
     def come_back(self) -> None:
         self.mode = "up"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlmodel import select
 
 from service.jobs import make_dispatcher
@@ -280,6 +282,31 @@ def test_a_manual_retry_keeps_counting_attempts(db_url):
         deliver(client, 2)
         (sent,) = ok(client.get("/api/v1/notifications?status=sent", headers=ADMIN))["items"]
         assert sent["id"] == dead["id"] and sent["attempts"] == 2 and len(sent["attempt_log"]) == 2
+
+
+def test_a_notification_on_the_wire_cannot_be_retried_until_its_outcome_is_in(db_url):
+    with WeComRobot({"k"}) as wecom, make_client(db_url) as client:
+        city(client)
+        add_group(client, "wy", wecom.url("k"))
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        (row,) = ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]
+        wecom.hold()  # the robot has the message and has not answered yet
+        sending = threading.Thread(target=deliver, args=(client, 1))
+        sending.start()
+        try:
+            assert wecom.arrived.wait(10)
+            # A retry now would be overwritten by the outcome on its way: refused, nothing changed.
+            refused = client.post(f"/api/v1/notifications/{row['id']}/retry", headers=ADMIN)
+            assert refused.status_code == 409 and "being sent right now" in refused.json()["detail"]
+            assert ok(client.get("/api/v1/notifications", headers=ADMIN))["items"][0]["status"] == "pending"
+        finally:
+            wecom.let_go()
+            sending.join(20)
+        (sent,) = ok(client.get("/api/v1/notifications?status=sent", headers=ADMIN))["items"]
+        assert sent["attempts"] == 1 and len(wecom.messages) == 1
 
 
 def test_a_vice_mayors_office_gets_its_queue_in_the_daily_digest(db_url):
