@@ -166,13 +166,29 @@ def _run_action(
     return blocker_out(session, blocker, request)
 
 
-def _twin(session, caller, external_ref: str | None) -> Blocker | None:
-    """The blocker this source system already created with `external_ref`, if any."""
-    if not external_ref:
+def _twin(session, caller, body: BlockerCreate, project: Project) -> Blocker | None:
+    """The blocker this source system already created with `external_ref`, if any.
+
+    The same reference for another project is a mistake on one side or the other, not a
+    retry: 409, naming the blocker that holds it."""
+    if not body.external_ref:
         return None
-    return session.exec(
-        select(Blocker).where(Blocker.source == caller.source, Blocker.external_ref == external_ref)
+    twin = session.exec(
+        select(Blocker).where(
+            Blocker.source == caller.source, Blocker.external_ref == body.external_ref
+        )
     ).first()
+    if twin is not None and twin.project_id != project.id:
+        held_by = session.get(Project, twin.project_id)
+        raise Problem(
+            409,
+            f"external_ref: '{body.external_ref}' is already blocker {twin.id} of project "
+            f"'{held_by.code if held_by else twin.project_id}', not of '{project.code}'. "
+            "Send that blocker's project, or another reference.",
+            field="external_ref",
+            blocker_id=twin.id,
+        )
+    return twin
 
 
 @router.post(
@@ -202,7 +218,7 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
                 f"project: '{body.project}' is outside this key's jurisdiction.",
                 field="project",
             )
-        twin = _twin(session, caller, body.external_ref)
+        twin = _twin(session, caller, body, project)
         if twin is not None:
             return 200, blocker_out(session, twin, request)
         fields = body.model_dump(exclude={"project", "workflow"})
@@ -217,7 +233,7 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
         except engine.EngineError as exc:
             raise Problem(exc.status, exc.detail, **exc.extra) from exc
         except IntegrityError:
-            twin = _twin(session, caller, body.external_ref)
+            twin = _twin(session, caller, body, project)
             if twin is None:
                 raise
             return 200, blocker_out(session, twin, request)

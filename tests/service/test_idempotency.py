@@ -90,6 +90,15 @@ def test_external_ref_dedupes_per_source(db_url):
         a = client.post("/api/v1/blockers", json={**BODY, "external_ref": "GT-1"}, headers=ADMIN)
         b = client.post("/api/v1/blockers", json={**BODY, "external_ref": "GT-1"}, headers=ADMIN)
         assert a.status_code == 201 and b.status_code == 200 and a.json()["id"] == b.json()["id"]
+        # The same reference for another project is not a retry: 409 naming the holder.
+        create_project(client, "P2", "wy")
+        other = client.post(
+            "/api/v1/blockers", json={**BODY, "project": "P2", "external_ref": "GT-1"}, headers=ADMIN
+        )
+        assert other.status_code == 409 and other.json()["blocker_id"] == a.json()["id"]
+        assert "'P1'" in other.json()["detail"], other.text
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            assert session.exec(select(func.count()).select_from(Blocker)).one() == 1
 
 
 def test_100_concurrent_identical_posts_create_exactly_one(db_url):
