@@ -21,6 +21,7 @@ from service.api.blocker_views import (
     visible_blocker_or_404,
 )
 from service.api.common import (
+    A_NUMBER,
     ERROR_RESPONSES,
     BodyId,
     Cursor,
@@ -73,7 +74,7 @@ class BlockerCreate(Strict):
 
 
 class Deadline(Strict):
-    working_days: int | None = Field(None, ge=1, le=MAX_WORKING_DAYS)
+    working_days: Annotated[int, Field(ge=1, le=MAX_WORKING_DAYS), A_NUMBER] | None = None
     date: dt.date | None = None
 
     @model_validator(mode="after")
@@ -97,7 +98,7 @@ class EmptyBody(Strict):
 
 class FeedbackBody(Strict):
     note: str = Field(min_length=1, max_length=5000, examples=["已完成林地手续材料补充，正在报批"])
-    percent: int | None = Field(None, ge=0, le=100)
+    percent: Annotated[int, Field(ge=0, le=100), A_NUMBER] | None = None
 
 
 class ResolvedBody(Strict):

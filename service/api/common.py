@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session, select
 
@@ -38,7 +38,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # and the database would refuse to even compare with it, so it is refused up front.
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="Numeric id")]
-BodyId = Annotated[int, Field(ge=1, le=MAX_ID, description="Numeric id")]
+
+
+def _a_json_number(value: Any) -> Any:
+    """Whole numbers in bodies are JSON numbers, as the schema says: `true` and `"5"` are
+    refused (pydantic would read them as 1 and 5); `5.0` is still 5."""
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError(
+            "int_type", "must be a whole number, e.g. 5 (not text or true/false)"
+        )
+    return value
+
+
+# After the constraints: placed before them, pydantic writes `ge`/`le` into the schema.
+A_NUMBER = BeforeValidator(_a_json_number)
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, description="Numeric id"), A_NUMBER]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (max 500)")]
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=200, description="Opaque cursor from next_cursor")

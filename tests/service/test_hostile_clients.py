@@ -179,6 +179,32 @@ def test_a_deadline_date_years_ahead_is_refused(sqlite_url):
         )
 
 
+def test_numbers_sent_as_text_or_booleans_are_refused_as_the_schema_says(sqlite_url):
+    with live_server(sqlite_url) as (base, _app), httpx.Client(base_url=base, headers=ADMIN) as c:
+        city(c)
+        create_project(c, "P1", "wy")
+        bid = create_blocker(c, "P1")["id"]
+        for deadline in ({"working_days": True}, {"working_days": "5"}, {"working_days": 5.5}):
+            r = c.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": deadline})
+            assert r.status_code == 422 and "working_days" in r.json()["detail"], r.text
+        r = c.post(
+            f"/api/v1/blockers/{bid}/assign",
+            json={"unit": "wy", "officer_id": "1", "deadline": {"working_days": 5}},
+        )
+        assert r.status_code == 422 and "whole number" in r.json()["detail"], r.text
+        assert ok(c.get(f"/api/v1/blockers/{bid}"))["version"] == 1
+        # 5.0 is the JSON number 5.
+        ok(
+            c.post(
+                f"/api/v1/blockers/{bid}/assign",
+                json={"unit": "wy", "deadline": {"working_days": 5.0}},
+            )
+        )
+        ok(c.post(f"/api/v1/blockers/{bid}/acknowledge", json={}))
+        r = c.post(f"/api/v1/blockers/{bid}/feedback", json={"note": "进展", "percent": True})
+        assert r.status_code == 422 and "percent" in r.json()["detail"], r.text
+
+
 def test_a_chunked_body_over_the_limit_is_413_and_a_small_one_goes_through(sqlite_url):
     with (
         live_server(sqlite_url, max_body_bytes=2000) as (base, _app),
