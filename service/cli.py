@@ -52,7 +52,7 @@ def _upgrade(url: str, revision: str = "head") -> None:
 
     try:
         migrations.upgrade(url, revision)
-    except migrations.SchemaNewer as exc:
+    except (migrations.SchemaNewer, migrations.SchemaUnknown) as exc:
         print(f"duban: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -26,6 +26,10 @@ class SchemaNewer(RuntimeError):
     """The database was migrated by a newer release than this one."""
 
 
+class SchemaUnknown(RuntimeError):
+    """The database records a schema revision that no release of duban has."""
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     config = alembic_config(database_url)
     database = Database(database_url)
@@ -39,19 +43,37 @@ def upgrade(database_url: str, revision: str = "head") -> None:
             f"(its newest is {head_revision(database_url)}); upgrade with the newer release. "
             "This release can still serve it: start it with --no-migrate."
         )
+    if is_unknown(database_url, current):
+        raise SchemaUnknown(
+            f"the database records schema revision {current!r}, which no release of duban "
+            "has (revisions are numbered 0001, 0002, …); this is not a duban database, or its "
+            "alembic_version table was changed by hand. Restore it from a backup."
+        )
     command.upgrade(config, revision)
 
 
+def _known(database_url: str, revision: str) -> bool:
+    try:
+        script = ScriptDirectory.from_config(alembic_config(database_url))
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises when it does not know the revision at all
+        return False
+
+
 def is_newer(database_url: str, current: str | None) -> bool:
-    """Whether `current` is a revision this release does not have (a newer release's)."""
+    """Whether `current` is a newer release's revision: one this release does not have,
+    numbered after its newest (revisions are numbered 0001, 0002, …)."""
+    head = head_revision(database_url) or ""
+    if current is None or not (current.isdigit() and head.isdigit()):
+        return False
+    return int(current) > int(head) and not _known(database_url, current)
+
+
+def is_unknown(database_url: str, current: str | None) -> bool:
+    """Whether `current` is neither this release's revision nor a newer release's."""
     if current is None:
         return False
-    try:
-        return (
-            ScriptDirectory.from_config(alembic_config(database_url)).get_revision(current) is None
-        )
-    except Exception:  # alembic raises when it does not know the revision at all
-        return True
+    return not _known(database_url, current) and not is_newer(database_url, current)
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from service.migrations import current_revision, head_revision, is_newer
+from service.migrations import current_revision, head_revision, is_newer, is_unknown
 from service.models import Notification, Timer
 from service.problems import problem_response
 
@@ -40,6 +40,13 @@ def readyz(request: Request):
         # A rolling deploy: the newer release migrated first. Migrations keep the release
         # before them working (docs/operations.md), so this replica stays in service.
         return {"status": "ready", "database": db.dialect, "revision": current, "release": head}
+    if current != head and is_unknown(db.url, current):
+        return problem_response(
+            request,
+            503,
+            f"The database records schema revision {current!r}, which no release of duban has; "
+            "restore it from a backup.",
+        )
     if current != head:
         return problem_response(
             request,

@@ -100,6 +100,15 @@ def test_a_schema_newer_than_the_release_keeps_replicas_ready(tmp_path):
         assert (ready["revision"], ready["release"]) == ("0099", migrations.head_revision(url))
     done = _run(["db", "upgrade"], {"DUBAN_DATABASE_URL": url}, tmp_path)
     assert done.returncode == 2 and "newer" in done.stderr and "Traceback" not in done.stderr
+    # A revision no release has is not a newer release: not ready, and no upgrade.
+    for garbage in ("zzzz", "0000"):
+        with sqlite3.connect(tmp_path / "db.db") as conn:
+            conn.execute("UPDATE alembic_version SET version_num = ?", (garbage,))
+        with make_client(url) as client:
+            refused = client.get("/readyz")
+            assert refused.status_code == 503 and "no release" in refused.json()["detail"], garbage
+        done = _run(["db", "upgrade"], {"DUBAN_DATABASE_URL": url}, tmp_path)
+        assert done.returncode == 2 and "no release" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_500_is_logged_once_with_the_request_id_it_answers(sqlite_url, caplog):
