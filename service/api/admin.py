@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
 from service.auth import require_scope
@@ -187,6 +188,33 @@ def put_calendar(
     if row is not None:
         for key, value in values.items():
             setattr(row, key, value)
+    return _changed(session, request, year)
+
+
+@router.delete(
+    "/calendar/{year}",
+    response_model=CalendarOut,
+    tags=["calendar"],
+    responses={404: ERROR_RESPONSES[404]},
+)
+def delete_calendar(
+    year: int, request: Request, session: WriteSession, caller: Caller
+) -> CalendarOut:
+    """Drop the year loaded with PUT (admin): it follows the official schedule again (or
+    weekends only, for a year not yet announced); moves affected deadlines."""
+    require_scope(caller, "admin")
+    row = session.get(CalendarYear, _year(year), with_for_update=True)
+    if row is None:
+        source = request.app.state.ctx.calendars.get(session).year_info(year)["source"]
+        raise Problem(
+            404, f"Nothing was loaded for {year}; it already follows the {source} calendar."
+        )
+    session.delete(row)
+    return _changed(session, request, year)
+
+
+def _changed(session: Session, request: Request, year: int) -> CalendarOut:
+    """After a year's calendar changed: move the deadlines and timers that it moves."""
     session.flush()
     ctx = request.app.state.ctx
     ctx.calendars.invalidate()

@@ -7,6 +7,7 @@ Reads outside a key's jurisdiction are 404 (no existence leak), actions 403.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -53,6 +54,38 @@ def _notification(client) -> int:
     return rows[0]["id"]
 
 
+def _collected_blocker(client) -> int:
+    return create_blocker(client, "P1")["id"]
+
+
+def _acknowledged_blocker(client) -> int:
+    bid = _assigned_blocker(client)
+    ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+    return bid
+
+
+def _verified_blocker(client) -> int:
+    bid = _resolved_blocker(client)
+    ok(client.post(f"/api/v1/blockers/{bid}/verify", json={"satisfied": True, "note": "满意"}, headers=ADMIN))
+    return bid
+
+
+def _officer(client) -> int:
+    return ok(client.post("/api/v1/officers", json={"name": "赵六", "mobile": "13900000009", "unit": "wy",
+                                                    "role": "liaison"}, headers=ADMIN), 201)["id"]
+
+
+def _event(client) -> int:
+    """The newest event of a blocker of the owning county."""
+    return ok(client.get(f"/api/v1/blockers/{_assigned_blocker(client)}", headers=ADMIN))["timeline"][-1]["id"]
+
+
+def _loaded_year(client) -> int:
+    """A year loaded by the admin (2028), which a DELETE drops again."""
+    ok(client.put("/api/v1/calendar/2028", json={"holidays": ["2028-01-03"]}, headers=ADMIN))
+    return 2028
+
+
 def _channel(client) -> int:
     """Another chat group of the owning county."""
     body = {"unit": "wy", "kind": "wecom", "url": f"http://127.0.0.1:9/cgi-bin/webhook/send?key={uuid.uuid4().hex}"}
@@ -69,6 +102,8 @@ def _admin_webhook(client) -> int:
 MATRIX = [
     ("list units", "GET", "/api/v1/units", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("read unit", "GET", "/api/v1/units/wy", None, None, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("read officer", "GET", "/api/v1/officers/{b}", None, _officer,
+     dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
     ("create unit", "POST", "/api/v1/units", {"code": "new-{c}", "name": "n", "level": "township", "kind": "government", "parent": "wy"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
     ("create officer", "POST", "/api/v1/officers", {"name": "王五", "mobile": "13700000000", "unit": "wy", "role": "staff"}, None,
@@ -91,6 +126,12 @@ MATRIX = [
     ("create blocker", "POST", "/api/v1/blockers", {"project": "P1", "title": "t", "category": "用地"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=201, taskforce=201, admin=201)),
     ("read blocker", "GET", "/api/v1/blockers/{b}", None, _assigned_blocker, dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("assign", "POST", "/api/v1/blockers/{b}/assign", {"unit": "wy", "deadline": {"working_days": 5}}, _collected_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
+    ("report resolved", "POST", "/api/v1/blockers/{b}/report_resolved", {"note": "已解决"}, _acknowledged_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=200, taskforce=403, admin=200)),
+    ("close", "POST", "/api/v1/blockers/{b}/close", {"note": "销号"}, _verified_blocker,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
     ("acknowledge", "POST", "/api/v1/blockers/{b}/acknowledge", {}, _assigned_blocker,
      dict(none=401, wrong_unit=403, read_only=403, unit=200, taskforce=403, admin=200)),
     ("feedback before acknowledging", "POST", "/api/v1/blockers/{b}/feedback", {"note": "n"}, _assigned_blocker,
@@ -114,6 +155,12 @@ MATRIX = [
     ("calendar read", "GET", "/api/v1/calendar/2026", None, None, dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("calendar write", "PUT", "/api/v1/calendar/2027", {"holidays": ["2027-01-01"], "workdays": []}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("calendar drop", "DELETE", "/api/v1/calendar/{b}", None, _loaded_year,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("read clock", "GET", "/api/v1/admin/clock", None, None,
+     dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("unit report", "GET", "/api/v1/reports/units?from=2026-03-01&to=2026-03-31", None, None,
+     dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("clock", "POST", "/api/v1/admin/clock", {"advance": "PT1M"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("list webhooks", "GET", "/api/v1/webhooks", None, None,
@@ -122,6 +169,23 @@ MATRIX = [
      dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=204)),
     ("webhook", "POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h-{c}", "secret": "s3cret-123", "events": ["blocker.close"]}, None,
      dict(none=401, wrong_unit=201, read_only=403, unit=201, taskforce=201, admin=201)),
+]
+
+
+# Lists answer 200 to every key and hold only what the key may see: (name, path, fixture
+# making an object of the owning county, the field naming it, whether each caller sees it).
+SEEN = dict(none=401, wrong_unit=False, read_only=True, unit=True, taskforce=True, admin=True)
+LISTS = [
+    ("blockers", "/api/v1/blockers", _assigned_blocker, "id", SEEN),
+    ("channels", "/api/v1/channels", _channel, "id", SEEN),
+    ("events", "/api/v1/events", _event, "id", SEEN),
+    ("notifications", "/api/v1/notifications", _notification, "id", SEEN),
+    ("officers", "/api/v1/officers", _officer, "id", SEEN),
+    ("projects", "/api/v1/projects", lambda client: "P1", "code", SEEN),
+    ("project report", "/api/v1/reports/projects", lambda client: "P1", "project", SEEN),
+    # The queue of the caller's level: the county does not see what went above it.
+    ("escalation queue", "/api/v1/escalations", _escalation_for_taskforce, "id",
+     {**SEEN, "read_only": False, "unit": False}),
 ]
 
 
@@ -160,6 +224,44 @@ def test_authorization_matrix(world, case):
         assert response.status_code == expected[caller], (name, caller, response.status_code, response.text)
         if response.status_code >= 400:
             assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("case", LISTS, ids=[row[0] for row in LISTS])
+def test_lists_hold_only_what_the_key_may_see(world, case):
+    client, keys = world
+    _, path, fixture, field, expected = case
+    target = fixture(client)
+    for caller in CALLERS:
+        seen, cursor = False, None
+        while True:  # every page
+            paging = "after" if path.endswith("/events") else "cursor"  # the feed's own name
+            params = {"limit": 500, **({paging: cursor} if cursor else {})}
+            response = client.get(path, params=params, headers=keys[caller])
+            if response.status_code != 200:
+                break
+            page = response.json()
+            items = page["items"] if isinstance(page, dict) else page
+            seen = seen or any(item.get(field) == target for item in items)
+            cursor = page.get("next_cursor") if isinstance(page, dict) else None
+            if not cursor:
+                break
+        answer = seen if response.status_code == 200 else response.status_code
+        assert answer == expected[caller], (path, caller, answer)
+
+
+def test_every_operation_of_the_api_is_in_the_matrix(world):
+    client, _ = world
+    called = [(method, path.split("?")[0].format(b=1)) for _, method, path, *_ in MATRIX]
+    called += [("GET", path) for _, path, *_ in LISTS]
+    missing = []
+    for template, operations in client.app.openapi()["paths"].items():  # every documented one
+        pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$")
+        for method in operations:
+            if template.startswith("/api/v1/") and not any(
+                m == method.upper() and pattern.match(p) for m, p in called
+            ):
+                missing.append(f"{method.upper()} {template}")
+    assert len(client.app.openapi()["paths"]) > 30 and missing == []
 
 
 def test_mass_assignment_is_refused(world):

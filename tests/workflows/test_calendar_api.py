@@ -181,6 +181,19 @@ def test_loading_2027_moves_deadlines_that_counted_working_days(db_url):
         assert again["moved_blockers"] == 0
         assert _detail(client, counted["id"])["version"] == after["version"]
 
+        # Dropping the loaded year puts it back on weekends only, and the deadline back.
+        assert client.delete("/api/v1/calendar/2027", headers=unit_key).status_code == 403
+        dropped = ok(client.delete("/api/v1/calendar/2027", headers=ADMIN))
+        assert (dropped["source"], dropped["moved_blockers"]) == ("weekends-only", 1)
+        back = _detail(client, counted["id"])
+        assert (back["deadline"], _timers(back)["remind_before_deadline_1"]) == (
+            "2027-01-04",
+            "2027-01-01T09:00:00+08:00",
+        )
+        gone = client.delete("/api/v1/calendar/2027", headers=ADMIN)
+        assert gone.status_code == 404 and "weekends-only" in gone.json()["detail"]
+        assert _detail(client, counted["id"])["version"] == back["version"]
+
 
 def test_the_13710_default_deadline_moves_too(db_url):
     # Monday 2026-12-28 + 7 working days (the 13710 default): weekends only → Wednesday
