@@ -62,21 +62,20 @@ CATCH_UP_DAYS = 92  # a longer jump writes the digests of its last quarter only
 def digest_moments(session: Session, ctx: EngineContext, start: datetime, end: datetime) -> list:
     """The 09:00s of working days in (start, end]: where a jump of the simulation clock
     stops to write the day's digests (and a briefing) as the running service would have.
-    When no unit has a chat group, only each month's first working day (the briefing,
-    which may escalate a unit ranked last); at most the last `CATCH_UP_DAYS` of a long jump."""
+    Each month's first working day always (the briefing, which may escalate a unit ranked
+    last: none is lost however long the jump); the other days only when a unit has a chat
+    group, and only in the last `CATCH_UP_DAYS` of a long jump."""
     chats = bool(chat_channels(session))
     cal = ctx.calendars.get(session)
     day, last = cal.local_date(start), cal.local_date(end)
-    day = max(day, last - timedelta(days=CATCH_UP_DAYS))
+    digests_from = last - timedelta(days=CATCH_UP_DAYS)
     moments = []
     while day <= last:
         moment = cal.at_local(day, DIGEST_AT)
-        if (
-            start < moment <= end
-            and cal.is_working_day(day)
-            and (chats or cal.next_working_day(day.replace(day=1), include_self=True) == day)
-        ):
-            moments.append(moment)
+        if start < moment <= end and cal.is_working_day(day):
+            month_opens = cal.next_working_day(day.replace(day=1), include_self=True) == day
+            if month_opens or (chats and day >= digests_from):
+                moments.append(moment)
         day += timedelta(days=1)
     return moments
 
