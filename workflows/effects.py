@@ -90,13 +90,14 @@ def resolve_deadline(run: Run, spec: Any) -> tuple[date, datetime]:
     return day, run.cal.end_of_day(day)
 
 
-def _calendar_warnings(run: Run, day: date) -> list[str]:
-    missing = run.cal.years_without_official_data(run.cal.local_date(run.now), day)
+def calendar_warnings(cal: WorkingDayCalendar, today: date, day: date) -> list[str]:
+    """What an official should double-check about a deadline on `day`, set on `today`."""
+    missing = cal.years_without_official_data(today, day)
     warnings = [
         f"{year} 年尚未载入官方节假日安排，截止日期按周一至周五计算（weekends-only）。"
         for year in missing
     ]
-    if not run.cal.is_working_day(day):  # a date given as such: kept, but worth a second look
+    if not cal.is_working_day(day):  # a date given as such: kept, but worth a second look
         warnings.append(f"截止日期 {day.isoformat()} 不是工作日（周末或法定节假日），请确认。")
     return warnings
 
@@ -109,7 +110,7 @@ def _set_deadline(run: Run, spec: Any, at_least: tuple[date, datetime] | None = 
         run.recorded["deadline_kept"] = True
     blocker = run.blocker
     blocker.deadline, blocker.due_at = day, due
-    blocker.warnings = _calendar_warnings(run, day)
+    blocker.warnings = calendar_warnings(run.cal, run.cal.local_date(run.now), day)
     run.recorded["deadline_date"] = day.isoformat()
     run.recorded["due_at"] = due.astimezone(run.cal.tz).isoformat()  # shown in local time
     run.deadline_changed = True
@@ -292,7 +293,7 @@ def move_deadline(run: Run) -> None:
     day = date.fromisoformat(run.payload["deadline"])
     run.blocker.deadline, run.blocker.due_at = day, run.cal.end_of_day(day)
     # The year just loaded no longer falls back to weekends only.
-    run.blocker.warnings = _calendar_warnings(run, day)
+    run.blocker.warnings = calendar_warnings(run.cal, run.cal.local_date(run.now), day)
     run.recorded["previous_deadline"] = run.payload.get("previous_deadline")
     run.deadline_changed = True
 

@@ -2,63 +2,82 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, select
 
 from service.models import Blocker, Event, Timer
 from workflows import engine
+from workflows.calendar import WorkingDayCalendar, add_months
 from workflows.context import EngineContext
+from workflows.effects import calendar_warnings
 from workflows.timers import due_at_for
 
 CALENDAR_ACTOR = engine.Actor(name="system:calendar", is_system=True)
-MOVABLE_STATES = ("assigned", "supervised", "deadline")
+# A blocker already in `deadline` keeps it: its deadline passed under the schedule of the
+# day, and the escalation made then is not undone by a schedule loaded later.
+MOVABLE_STATES = ("assigned", "supervised")
+# How far before its deadline a timer counted back from it may fall (reminders).
+BEFORE_DEADLINE = timedelta(days=60)
 
 
-def _deadline_basis(session: Session, blocker: Blocker) -> tuple[datetime, int] | None:
-    """The latest event that set the deadline by a count of working days: (when, how many)."""
+def _deadline_rules(session: Session, blocker: Blocker) -> list[tuple[datetime, dict[str, Any]]]:
+    """The rules that gave the blocker its deadline: (from when, spec), newest first.
+
+    Usually one: the assignment's, or a return's. A return that kept the later deadline it
+    had (a return does not cut the unit's time) gave the later of its own rule and the one
+    before it, so both are listed. Empty when the deadline was set some other way."""
+    rules: list[tuple[datetime, dict[str, Any]]] = []
     events = session.exec(
         select(Event)
-        .where(Event.blocker_id == blocker.id, Event.action.in_(("assign", "verify", "reschedule")))
+        .where(Event.blocker_id == blocker.id, Event.action.in_(("assign", "verify")))
         .order_by(Event.seq.desc())
     )
     for event in events:
         spec = event.payload.get("deadline_spec") or event.payload.get("deadline")
-        if isinstance(spec, dict):
-            if spec.get("working_days"):
-                basis = event.payload.get("basis_at")
-                at = datetime.fromisoformat(basis) if basis else event.at
-                return at, int(spec["working_days"])
-            return None
-        if event.action in ("assign", "verify") and "deadline" in event.payload:
-            return None
+        if not isinstance(spec, dict):
+            if "deadline" in event.payload:
+                break
+            continue  # a satisfied verification: it did not set the deadline
+        rules.append((event.at, spec))
+        if not event.payload.get("deadline_kept"):
+            break
+    return rules
+
+
+def _deadline_by(cal: WorkingDayCalendar, at: datetime, spec: dict[str, Any]) -> date | None:
+    """The deadline a rule gives under the calendar as it now stands."""
+    start = cal.local_date(at)
+    if spec.get("working_days"):
+        return cal.add_working_days(start, int(spec["working_days"]))
+    if spec.get("months"):
+        return cal.next_working_day(add_months(start, int(spec["months"])), include_self=True)
+    if spec.get("date"):
+        return date.fromisoformat(str(spec["date"]))
     return None
 
 
 def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int:
-    """Recount affected open blockers' deadlines through the engine; returns how many moved."""
+    """Recount affected open blockers' deadlines through the engine; returns how many moved.
+    Those that stay get their calendar warnings brought up to date."""
     cal = ctx.calendars.get(session)
+    today = cal.local_date(ctx.clock.now())
     moved = 0
     blockers = session.exec(
         select(Blocker).where(Blocker.state.in_(MOVABLE_STATES), Blocker.deadline.is_not(None))
     )
     for blocker in list(blockers):
-        basis = _deadline_basis(session, blocker)
-        if basis is None:
+        rules = _deadline_rules(session, blocker)
+        earliest = min([cal.local_date(at) for at, _ in rules] + [blocker.deadline])
+        if not set(range(earliest.year, blocker.deadline.year + 1)) & years:
             continue
-        at, days = basis
-        start = cal.local_date(at)
-        if (
-            not (
-                {start.year, blocker.deadline.year}
-                | set(range(start.year, blocker.deadline.year + 1))
-            )
-            & years
-        ):
-            continue
-        new = cal.add_working_days(start, days)
+        candidates = [d for at, spec in rules if (d := _deadline_by(cal, at, spec)) is not None]
+        new = max(candidates) if candidates else blocker.deadline
         if new == blocker.deadline:
+            blocker.warnings = calendar_warnings(cal, today, blocker.deadline)
             continue
+        at, spec = next((r for r in rules if _deadline_by(cal, *r) == new), rules[0])
         engine.apply(
             session,
             ctx,
@@ -68,7 +87,7 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
             {
                 "deadline": new.isoformat(),
                 "previous_deadline": blocker.deadline.isoformat(),
-                "deadline_spec": {"working_days": days},
+                "deadline_spec": spec,
                 "basis_at": at.astimezone(cal.tz).isoformat(),
                 "years": sorted(years),
             },
@@ -78,14 +97,16 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
 
 
 def recount_timers(session: Session, ctx: EngineContext, years: set[int]) -> int:
-    """Recount pending timers that count working days from entering a state (feedback due,
-    climbing the ladder, acknowledge-by) under the changed schedule; returns how many moved.
+    """Recount pending timers that count working days under the changed schedule: from
+    entering a state (feedback due, climbing the ladder, acknowledge-by), or back from a
+    deadline that did not move (the reminders before it); returns how many moved.
 
-    Timers counted from the deadline move with it (`move_deadlines`); these keep their
-    starting moment and step and only fall due on another day. No event is written: a
-    timer is not part of the timeline until it fires."""
+    They keep their starting moment and step and only fall due on another day. A reminder
+    before the deadline that now falls in the past no longer applies, as when it is first
+    planned. No event is written: a timer is not part of the timeline until it fires."""
     cal = ctx.calendars.get(session)
-    first = datetime(min(years), 1, 1, tzinfo=cal.tz)
+    now = ctx.clock.now()
+    first = datetime(min(years), 1, 1, tzinfo=cal.tz) - BEFORE_DEADLINE
     pending = session.exec(
         select(Timer, Blocker)
         .join(Blocker, Blocker.id == Timer.blocker_id)
@@ -96,13 +117,23 @@ def recount_timers(session: Session, ctx: EngineContext, years: set[int]) -> int
         workflow = ctx.workflows.get(blocker.workflow)
         state = workflow.definition.states.get(timer.payload.get("state")) if workflow else None
         spec = next((t for t in state.timers if t.kind == timer.kind), None) if state else None
-        if spec is None or spec.anchor == "deadline" or spec.hours is not None:
+        if spec is None or spec.hours is not None:
             continue
         base = datetime.fromisoformat(timer.payload["base"])
-        if not set(range(cal.local_date(base).year, cal.local_date(timer.due_at).year + 1)) & years:
+        if spec.anchor == "deadline":  # from the reminder to the deadline it counts back from
+            if blocker.deadline is None:
+                continue
+            span = (cal.local_date(timer.due_at).year, blocker.deadline.year)
+        else:  # from entering the state to the timer
+            span = (cal.local_date(base).year, cal.local_date(timer.due_at).year)
+        if not set(range(min(span), max(span) + 1)) & years:
             continue
         due = due_at_for(spec, cal, blocker, base, int(timer.payload.get("n", 1)))
-        if due is not None and due != timer.due_at:
+        if due is None or due == timer.due_at:
+            continue
+        if spec.anchor == "deadline" and spec.working_days != 0 and due <= now:
+            timer.status = "cancelled"
+        else:
             timer.due_at = due
-            moved += 1
+        moved += 1
     return moved

@@ -256,3 +256,77 @@ def test_a_new_holiday_moves_the_timers_counted_from_entering_a_state(db_url):
         assert moved > before and moved.startswith("2026-05-21")
         # A fixed-date deadline stays; the feedback step keeps its start and its number.
         assert _detail(client, waiting["id"])["deadline"] == "2026-06-30"
+
+
+def _set(client, instant: str) -> None:
+    ok(client.post("/api/v1/admin/clock", json={"set": instant}, headers=ADMIN))
+
+
+def test_a_returned_blocker_keeps_the_later_deadline_when_the_calendar_changes(db_url):
+    with make_client(db_url) as client:  # Monday 2026-03-02
+        _setup(client)
+        b = _assigned(client, {"working_days": 20})
+        assert b["deadline"] == "2026-03-30"
+        bid = b["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        _set(client, "2026-03-03T10:00:00+08:00")
+        ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=ADMIN))
+        returned = ok(
+            client.post(f"/api/v1/blockers/{bid}/verify", json={"satisfied": False, "note": "不满意"}, headers=ADMIN)
+        )
+        assert returned["deadline"] == "2026-03-30"  # 5 working days would be earlier: kept
+        _set(client, "2026-03-16T10:00:00+08:00")
+        calendar = ok(client.get("/api/v1/calendar/2026", headers=ADMIN))
+        same = {"holidays": calendar["holidays"], "workdays": calendar["workdays"]}
+        # Loading the same schedule moves nothing (it used to pull the deadline to 03-10,
+        # already past, and escalate the blocker as overdue).
+        assert ok(client.put("/api/v1/calendar/2026", json=same, headers=ADMIN))["moved_blockers"] == 0
+        ok(client.post("/api/v1/admin/clock", json={"advance": "PT1M"}, headers=ADMIN))
+        kept = _detail(client, bid)
+        assert (kept["deadline"], kept["state"], kept["escalation_level"]) == ("2026-03-30", "supervised", 0)
+        # Two new holidays move the assignment's 20 working days, the later of the two rules.
+        later = {**same, "holidays": sorted([*same["holidays"], "2026-03-17", "2026-03-18"])}
+        assert ok(client.put("/api/v1/calendar/2026", json=later, headers=ADMIN))["moved_blockers"] == 1
+        assert _detail(client, bid)["deadline"] == "2026-04-01"
+
+
+def test_a_calendar_change_recounts_reminders_and_warnings_of_deadlines_that_stay(db_url):
+    with make_client(db_url, clock_start="2026-12-30T10:00:00+08:00") as client:
+        _setup(client)
+        by_date = _assigned(client, {"date": "2027-01-07"})
+        by_count = _assigned(client, {"working_days": 4})
+        assert by_count["deadline"] == "2027-01-05"
+        for b in (by_date, by_count):
+            ok(client.post(f"/api/v1/blockers/{b['id']}/acknowledge", json={}, headers=ADMIN))
+            assert any("2027" in w for w in _detail(client, b["id"])["warnings"])
+        assert _timers(_detail(client, by_date["id"]))["remind_before_deadline_3"] == "2027-01-04T09:00:00+08:00"
+        assert _timers(_detail(client, by_count["id"]))["remind_before_deadline_1"] == "2027-01-04T09:00:00+08:00"
+        body = {"holidays": ["2027-01-04"], "workdays": ["2027-01-02"]}  # a swap: 调休
+        assert ok(client.put("/api/v1/calendar/2027", json=body, headers=ADMIN))["moved_blockers"] == 0
+        # Neither deadline moved, but the working days before them did: no reminder on a holiday.
+        date_timers = _timers(_detail(client, by_date["id"]))
+        assert date_timers["remind_before_deadline_3"] == "2027-01-02T09:00:00+08:00"
+        count_timers = _timers(_detail(client, by_count["id"]))
+        assert count_timers["remind_before_deadline_1"] == "2027-01-02T09:00:00+08:00"
+        assert count_timers["deadline"] == "2027-01-05T23:59:59+08:00"
+        # 2027 is loaded: the warning that it is not goes.
+        for b in (by_date, by_count):
+            assert _detail(client, b["id"])["warnings"] == []
+        ok(client.post("/api/v1/admin/clock", json={"advance": "P3D"}, headers=ADMIN))
+        reminded = [e["at"] for e in _detail(client, by_count["id"])["timeline"] if e["action"] == "remind_deadline"]
+        assert reminded == ["2026-12-31T09:00:00+08:00", "2027-01-02T09:00:00+08:00"]
+
+
+def test_a_deadline_that_passed_stays_passed_when_the_calendar_changes(db_url):
+    with make_client(db_url, clock_start="2026-12-30T10:00:00+08:00") as client:
+        _setup(client)
+        b = _assigned(client, {"working_days": 2})
+        assert b["deadline"] == "2027-01-01"  # 2027 on weekends only
+        ok(client.post(f"/api/v1/blockers/{b['id']}/acknowledge", json={}, headers=ADMIN))
+        _set(client, "2027-01-02T10:00:00+08:00")
+        assert _detail(client, b["id"])["state"] == "deadline"
+        put = ok(client.put("/api/v1/calendar/2027", json={"holidays": ["2027-01-01"]}, headers=ADMIN))
+        assert put["moved_blockers"] == 0
+        # Not a state `deadline` (已逾期) that is not overdue: the escalation made stands.
+        stays = _detail(client, b["id"])
+        assert (stays["deadline"], stays["state"], stays["overdue"]) == ("2027-01-01", "deadline", True)
