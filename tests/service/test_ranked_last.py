@@ -67,16 +67,21 @@ def test_last_twice_goes_to_the_leader_in_charge_three_times_to_the_city(db_url)
         assert [m.robot for m in wecom.messages if "连续 3 个月排名末位" in m.content] == ["k-city"]
 
 
+def _last_in_march_and_april(client) -> None:
+    """hj last in March's ranking and in April's (their briefings: 1 April and 6 May)."""
+    city(client)
+    create_project(client, "P1", "wy")
+    create_project(client, "P2", "hj")
+    month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
+    set_clock(client, "2026-04-01T10:00:00+08:00")
+    month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
+
+
 def test_a_jump_over_months_escalates_without_any_chat_group(db_url):
     """The briefing's moment is a stop of a clock jump even when no unit has a group: the
     entry does not depend on someone listening."""
     with make_client(db_url) as client:
-        city(client)
-        create_project(client, "P1", "wy")
-        create_project(client, "P2", "hj")
-        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
-        set_clock(client, "2026-04-01T10:00:00+08:00")
-        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
+        _last_in_march_and_april(client)
         advance(client, "P60D")  # past May's and June's briefings in one jump
         entries = unit_entries(client)
         assert [(e["level"], e["created_at"]) for e in entries] == [(2, "2026-05-06T09:00:00+08:00")]
@@ -86,12 +91,7 @@ def test_a_jump_longer_than_the_digest_catch_up_still_escalates(db_url):
     """Daily digests are written for a long jump's last 92 days only; a month's ranking,
     which may escalate, is never skipped (it used to be, and the 约谈 was lost)."""
     with make_client(db_url) as client:
-        city(client)
-        create_project(client, "P1", "wy")
-        create_project(client, "P2", "hj")
-        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
-        set_clock(client, "2026-04-01T10:00:00+08:00")
-        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
+        _last_in_march_and_april(client)
         set_clock(client, "2026-08-20T10:00:00+08:00")  # 139 days in one jump
         entries = unit_entries(client)
         assert (2, "2026-05-06T09:00:00+08:00") in [(e["level"], e["created_at"]) for e in entries]
