@@ -42,7 +42,7 @@ STEP_COLUMNS = [
     for name in (
         "id", "project_id", "title", "category", "authority_level", "workflow", "state",
         "escalation_level", "unit_id", "officer_id", "deadline", "due_at", "complexity",
-        "version", "last_seq", "last_hash", "updated_at", "closed_at",
+        "version", "last_seq", "last_hash", "updated_at", "closed_at", "return_count",
     )
 ]  # fmt: skip
 

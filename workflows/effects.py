@@ -229,11 +229,17 @@ def escalate_one(run: Run, reason: str) -> None:
     """Move the blocker up one rung; a step that was taken already is never taken twice."""
     blocker, definition, world = run.blocker, run.workflow.definition, run.world
     assert world is not None
-    level = blocker.escalation_level + 1
+    level, step = blocker.escalation_level + 1, f"level-{blocker.escalation_level + 1}"
     if level > definition.top_level:
-        run.recorded.setdefault("escalation", "already at the top of the ladder")
-        return
-    step = f"level-{level}"
+        if not blocker.return_count:
+            run.recorded.setdefault("escalation", "already at the top of the ladder")
+            return
+        # Returned after verification: its entries closed when it was reported resolved. Stuck
+        # again at the top, it enters the top's queue again, once for each return.
+        level, step = (
+            definition.top_level,
+            f"level-{definition.top_level}.return-{blocker.return_count}",
+        )
     if world.escalated(blocker.id, step):
         blocker.escalation_level = level
         return

@@ -393,3 +393,28 @@ def test_no_climbing_past_the_top_of_the_ladder(db_url):
         with client.app.state.db.unit_of_work(readonly=True) as session:
             climbs = list(session.exec(select(Timer.status).where(Timer.kind == "climb")))
         assert climbs == ["cancelled"]
+
+
+def test_a_returned_blocker_stuck_again_at_the_top_is_back_in_the_tops_queue(db_url):
+    """Reporting it resolved closed its entries; a failed verification sends it back. When
+    its new deadline passes at the top, it enters the top's queue again, once."""
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=10, authority_level="province")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=ADMIN))
+
+        def held() -> list[tuple[int, str, str]]:
+            items = ok(client.get("/api/v1/escalations?limit=500", headers=ADMIN))["items"]
+            return [(e["level"], e["reason"], e["status"]) for e in items if e["blocker_id"] == bid
+                    and e["status"] in ("open", "acknowledged")]
+
+        assert held() == []
+        body = {"satisfied": False, "note": "企业不满意", "deadline": {"working_days": 3}}
+        ok(client.post(f"/api/v1/blockers/{bid}/verify", json=body, headers=ADMIN))
+        advance(client, "P10D")
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert (b["state"], b["escalation_level"]) == ("deadline", 3)
+        assert held() == [(3, "overdue", "open")]
+        advance(client, "P20D")  # nothing more: one entry per return
+        assert held() == [(3, "overdue", "open")]
