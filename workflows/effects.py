@@ -291,6 +291,7 @@ def escalate_one(run: Run, reason: str) -> None:
         context=context,
         not_before=not_before,
         urgent=urgent,
+        now=run.now,
     )
 
 

@@ -385,6 +385,7 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
             context=context,
             not_before=not_before,
             urgent=urgent,
+            now=now,
         )
 
 

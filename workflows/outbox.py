@@ -11,7 +11,6 @@ from sqlmodel import Session, select
 
 from service.models import Channel, Notification, Unit, WebhookSubscription
 from service.models.blocker import is_overdue
-from service.models.types import utcnow
 from workflows.calendar import WorkingDayCalendar
 from workflows.world import World
 
@@ -52,9 +51,11 @@ def notification_row(
     urgent: bool,
     context: dict[str, Any],
     not_before: datetime,
+    created_at: datetime,
     mentions: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A complete outbox row; every delivery gets its own id, kept across retries."""
+    """A complete outbox row; every delivery gets its own id, kept across retries.
+    `created_at` is business time, as on the timeline: the moment of what caused it."""
     return {
         "blocker_id": blocker_id,
         "channel_id": channel_id,
@@ -68,7 +69,7 @@ def notification_row(
         "attempts": 0,
         "last_error": None,
         "not_before": not_before,
-        "created_at": utcnow(),
+        "created_at": created_at,
         "sent_at": None,
     }
 
@@ -83,6 +84,7 @@ def enqueue_for_unit(
     context: dict[str, Any],
     not_before: datetime,
     urgent: bool,
+    now: datetime,
 ) -> int:
     channels = world.chat_channels(unit.id)
     if not channels:
@@ -100,6 +102,7 @@ def enqueue_for_unit(
                 mentions=mentions,
                 context={**context, "recipient_unit": unit.name},
                 not_before=not_before,
+                created_at=now,
             ),
         )
     return len(channels)
@@ -155,6 +158,7 @@ def enqueue_webhooks(
                 urgent=True,
                 context={"type": event_type, **body},
                 not_before=now,
+                created_at=now,
             ),
         )
     return len(channels)

@@ -293,6 +293,7 @@ def test_a_notification_on_the_wire_cannot_be_retried_until_its_outcome_is_in(db
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
                        headers=ADMIN))
         (row,) = ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]
+        assert row["created_at"] == "2026-03-02T09:30:00+08:00"  # business time, as the timeline
         wecom.hold()  # the robot has the message and has not answered yet
         sending = threading.Thread(target=deliver, args=(client, 1))
         sending.start()
