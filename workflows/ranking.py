@@ -29,6 +29,7 @@ class _Tally:
         self.assigned: set[int] = set()
         self.acked_on_time: set[int] = set()
         self.awaiting: set[int] = set()  # neither acknowledged nor past the ack-by yet
+        self.withdrawn_unacked: set[int] = set()  # withdrawn before either: no answer due
         self.resolved: set[int] = set()
         self.resolved_in_time: set[int] = set()
         self.late: set[int] = set()
@@ -48,20 +49,55 @@ class _Tally:
             "verified_satisfied": self.satisfied,
             "verifications": self.verifications,
             "_came_due": len(came_due),
+            "_not_answerable": len(self.withdrawn_unacked),
         }
 
 
-ACK_OUTCOMES = ("acknowledge", "acknowledge_missed")
+ACK_OUTCOMES = ("acknowledge", "acknowledge_missed", "withdraw")
 
 
 def _settle_ack(t: _Tally, waiting_ack: dict[int, bool], bid: int, action: str) -> None:
-    """An assignment made in the period: acknowledged before its ack-by was missed, or not."""
+    """An assignment made in the period: acknowledged before its ack-by was missed, or not,
+    or withdrawn before either (then it asked for no answer)."""
     if action == "acknowledge_missed":
         waiting_ack[bid] = False
         t.awaiting.discard(bid)
     elif action == "acknowledge" and waiting_ack.pop(bid, False):
         t.acked_on_time.add(bid)
         t.awaiting.discard(bid)
+    elif action == "withdraw" and waiting_ack.pop(bid, False):
+        t.withdrawn_unacked.add(bid)
+        t.awaiting.discard(bid)
+
+
+def _overdue_when_it_began(session: Session, start: datetime, clause) -> list[tuple[int, int]]:
+    """(blocker, unit) of the blockers already overdue when the period began: past their
+    deadline before it and not yet reported resolved (or withdrawn). They count as overdue
+    in the period too, so that a unit cannot leave the ranking by leaving them alone."""
+    passed = (
+        select(Event.blocker_id, Blocker.unit_id)
+        .join(Blocker, Blocker.id == Event.blocker_id)
+        .where(Event.action == "deadline_passed", Event.at < start, Blocker.unit_id.is_not(None))
+        .distinct()
+    )
+    if clause is not None:
+        passed = passed.where(clause)
+    candidates = dict(session.exec(passed).all())
+    found = []
+    for chunk in chunks(list(candidates)):
+        last = (
+            select(Event.blocker_id, func.max(Event.seq).label("seq"))
+            .where(Event.blocker_id.in_(chunk), Event.at < start)
+            .group_by(Event.blocker_id)
+            .subquery()
+        )
+        states = session.exec(
+            select(Event.blocker_id, Event.state_after).join(
+                last, (Event.blocker_id == last.c.blocker_id) & (Event.seq == last.c.seq)
+            )
+        )
+        found += [(bid, candidates[bid]) for bid, state in states if state == "deadline"]
+    return found
 
 
 def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int, _Tally]:
@@ -76,6 +112,8 @@ def _tally(session: Session, start: datetime, end: datetime, clause) -> dict[int
     if clause is not None:
         query = query.where(clause)
     tallies: dict[int, _Tally] = defaultdict(_Tally)
+    for bid, unit_id in _overdue_when_it_began(session, start, clause):
+        tallies[unit_id].late.add(bid)
     waiting_ack: dict[int, bool] = {}  # blocker → assigned in the period, ack-by not yet missed
     unit_of: dict[int, int] = {}
     closed: dict[int, tuple[int, datetime]] = {}
@@ -151,17 +189,19 @@ def unit_ranking(
             continue
         t = tallies.get(unit_id) or _Tally()
         n = t.counts()
-        came_due = n.pop("_came_due")
+        came_due, not_answerable = n.pop("_came_due"), n.pop("_not_answerable")
         days = t.close_days
         rows.append(
             {
                 "unit_id": unit.id,
                 "unit": unit.code,
+                "path": unit.path,
                 "name": unit.name,
                 "level": unit.level,
                 **n,
                 "response_rate": _rate(
-                    n["acknowledged_on_time"], n["assigned"] - n["awaiting_acknowledgement"]
+                    n["acknowledged_on_time"],
+                    n["assigned"] - n["awaiting_acknowledgement"] - not_answerable,
                 ),
                 "on_time_rate": _rate(n["resolved_on_time"], came_due),
                 "satisfaction_rate": _rate(n["verified_satisfied"], n["verifications"]),

@@ -45,14 +45,18 @@ class UnitReport(BaseModel):
         description="Of those, acknowledged before the acknowledge-by time was missed"
     )
     awaiting_acknowledgement: int = Field(
-        description="Of those, not acknowledged yet with the acknowledge-by time still ahead"
+        description="Of those, not acknowledged yet with the acknowledge-by time still ahead "
+        "(a blocker withdrawn before either is neither awaiting nor counted in 响应率)"
     )
     resolved: int = Field(description="Blockers the unit reported resolved in the period")
     resolved_on_time: int = Field(
-        description="Blockers that came due in the period (reported resolved or passed their "
-        "deadline) and were reported resolved without passing it"
+        description="Blockers that came due in the period (reported resolved, or overdue at "
+        "some time in it) and were reported resolved without passing their deadline"
     )
-    overdue: int = Field(description="Blockers that passed their deadline in the period")
+    overdue: int = Field(
+        description="Blockers overdue at some time in the period: they passed their deadline "
+        "in it, or before it and were still unresolved when it began"
+    )
     returned: int = Field(description="Verifications in the period not satisfied (退回重办)")
     verified_satisfied: int
     verifications: int = Field(description="Verifications (回访) in the period")
@@ -60,7 +64,8 @@ class UnitReport(BaseModel):
         description="响应率: acknowledged_on_time / (assigned − awaiting_acknowledgement)"
     )
     on_time_rate: float | None = Field(
-        description="按期办结率: resolved_on_time / blockers that came due in the period"
+        description="按期办结率: resolved_on_time / blockers that came due in the period "
+        "(reported resolved, or overdue at some time in it)"
     )
     satisfaction_rate: float | None = Field(
         description="满意率: verified_satisfied / verifications"
@@ -71,7 +76,7 @@ class UnitReport(BaseModel):
     )
     open_blockers: int = Field(description="The unit's open blockers now")
     rank: int | None = Field(
-        description="1 is best; units equal on every criterion share a place (1, 2, 2, 4); "
+        description="The unit's place in the city's ranking (whichever key asks); 1 is best; units equal on every criterion share a place (1, 2, 2, 4); "
         "null for a unit with neither rate (nothing came due and nothing was assigned to it "
         "in the period: nothing to rank it by)"
     )
@@ -111,7 +116,13 @@ def unit_report(
     tz = request.app.state.settings.tz
     start = datetime.combine(from_, time.min, tz)
     end = datetime.combine(to + timedelta(days=1), time.min, tz)
-    rows = unit_ranking(session, start, end, visibility_clause(caller), level)
+    # The city's ranking, as the monthly briefing publishes it; a key is shown the rows of
+    # its own units and of those whose blockers it sees, with their places in the city.
+    rows = unit_ranking(session, start, end, None, level)
+    clause = visibility_clause(caller)
+    if clause is not None:
+        seen = set(session.exec(select(Blocker.unit_id).where(clause).distinct()).all())
+        rows = [r for r in rows if r["unit_id"] in seen or caller.sees_path(r["path"])]
     return _page([UnitReport(**row) for row in rows], limit, cursor)
 
 

@@ -339,10 +339,38 @@ def test_nothing_due_is_not_ranked_below_an_overdue_blocker(db_url):
         rows = ok(client.get("/api/v1/reports/units?from=2026-11-01&to=2026-11-30", headers=ADMIN))["items"]
         ranked = {r["unit"]: (r["rank"], r["on_time_rate"], r["response_rate"]) for r in rows}
         assert ranked["hj"] == (1, None, 1.0) and ranked["wy"] == (2, 0.0, 0.0)
-        # In December so far nothing was assigned and nothing came due: listed (open
-        # blockers), but with nothing to rank them by.
+        # In December nothing was assigned to hj and nothing came due: listed (an open
+        # blocker), with nothing to rank it by. wy's blocker is still overdue: it counts in
+        # December too, so wy cannot leave the ranking by leaving it alone.
         rows = ok(client.get("/api/v1/reports/units?from=2026-12-01&to=2026-12-31", headers=ADMIN))["items"]
-        assert {r["unit"]: r["rank"] for r in rows} == {"hj": None, "wy": None}
+        ranked = {r["unit"]: (r["rank"], r["overdue"], r["on_time_rate"]) for r in rows}
+        assert ranked == {"hj": (None, 0, None), "wy": (1, 1, 0.0)}
+
+
+def test_a_units_key_sees_its_place_in_the_city_and_a_withdrawal_asks_no_answer(db_url):
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        bids = {}
+        for unit in ("wy", "hj"):
+            create_project(client, f"P-{unit}", unit)
+            bids[unit] = [create_blocker(client, f"P-{unit}")["id"] for _ in range(2)]
+            for bid in bids[unit]:
+                ok(client.post(f"/api/v1/blockers/{bid}/assign",
+                               json={"unit": unit, "deadline": {"working_days": 5}}, headers=ADMIN))
+        for bid in bids["wy"]:
+            ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bids['hj'][0]}/acknowledge", json={}, headers=ADMIN))
+        # hj's second blocker is withdrawn before anyone had to answer it.
+        ok(client.post(f"/api/v1/blockers/{bids['hj'][1]}/withdraw", json={"reason": "项目调整"}, headers=ADMIN))
+        set_clock(client, "2026-03-20T10:00:00+08:00")  # both of wy's blockers are overdue
+        march = "/api/v1/reports/units?from=2026-03-01&to=2026-03-31"
+        city_wide = {r["unit"]: r for r in ok(client.get(march, headers=ADMIN))["items"]}
+        hj = city_wide["hj"]
+        assert (hj["assigned"], hj["awaiting_acknowledgement"], hj["response_rate"]) == (2, 0, 1.0)
+        assert (city_wide["wy"]["rank"], hj["rank"]) == (2, 1)
+        # wy's own key is told wy is second in the city, not first among the units it sees.
+        (own,) = ok(client.get(march, headers=create_key(client, "wy")))["items"]
+        assert (own["unit"], own["rank"], own["overdue"]) == ("wy", 2, 2)
 
 
 def test_reports_are_pages_like_every_list(db_url):
