@@ -26,7 +26,9 @@ from workflows.ranked_last import escalate_ranked_last
 from workflows.ranking import standing, unit_ranking
 
 BRIEFING_AT = "09:00"
-LISTED = 30  # rows in the message (the top, and the last); all are in GET /reports/units
+# Rows in the message (the top, and the last): 20 long unit names with two-digit counts fit
+# a WeCom markdown message (4,096 bytes); all are in GET /reports/units.
+LISTED = 20
 
 
 def _month_before(day: date, months: int = 1) -> date:

@@ -215,9 +215,9 @@ def test_oversized_messages_are_cut_with_ellipsis_and_link(platform, kind, menti
 
 def briefing_context(units: int, times: int) -> dict[str, Any]:
     rows = [
-        {"rank": n, "unit_id": n, "name": f"第{n}县人民政府", "assigned": 3, "overdue": n % 3,
-         "open_blockers": 4, "on_time_rate": "66.7%", "response_rate": "100.0%",
-         "satisfaction_rate": "—"}
+        {"rank": n, "unit_id": n, "name": f"新乡高新技术产业开发区第{n}管理委员会", "assigned": 13,
+         "overdue": 10 + n % 3, "open_blockers": 14, "on_time_rate": "66.7%", "response_rate": "100.0%",
+         "satisfaction_rate": "100.0%"}
         for n in range(1, units + 1)
     ]
     last = {"name": rows[-1]["name"], "unit_id": units, "times": times}
@@ -225,7 +225,7 @@ def briefing_context(units: int, times: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
-@pytest.mark.parametrize("units", [2, 30])
+@pytest.mark.parametrize("units", [2, 20, 49])
 def test_the_monthly_briefing_reaches_every_chat_platform(platform, units, clock):
     name, fake, channel = platform
     notifier = notifiers_on(clock)[name]
@@ -234,7 +234,8 @@ def test_the_monthly_briefing_reaches_every_chat_platform(platform, units, clock
     assert outcome.ok, outcome.reason
     content = fake.messages[-1].content
     assert "2026年3月" in content and f"{BASE}/reports/units" in content
-    assert f"第{units}县人民政府排名末位，予以通报批评。" in content or "…" in content
+    # Long names, two-digit counts, 49 units (Ruzhou): the unit named last is never cut off.
+    assert f"第{units}管理委员会排名末位，予以通报批评。" in content
 
 
 @pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
@@ -259,16 +260,16 @@ def test_the_briefing_escalates_the_wording_for_repeated_last_places():
     assert "连续 2 个月排名末位，由分管领导约谈。" in said[2]
     assert "连续 3 个月排名末位，由主要领导约谈。" in said[3]
     assert "连续 5 个月排名末位，由主要领导约谈。" in said[5]
-    # Of 35 units, the top 29 and the last are listed, a gap marked between them; units
+    # Of 35 units, the top 19 and the last are listed, a gap marked between them; units
     # tied for 4th share the place, with no gap mark after them.
     many = briefing_context(35, 1)
     rows = [{**r, "rank": 4 if r["rank"] == 5 else r["rank"], "on_time_rate": None,
              "response_rate": 1.0, "satisfaction_rate": None} for r in many["rows"]]
     many["rows"] = briefing_rows(rows)
-    assert len(many["rows"]) == 30 and [r["gap_before"] for r in many["rows"]] == [False] * 29 + [True]
+    assert len(many["rows"]) == 20 and [r["gap_before"] for r in many["rows"]] == [False] * 19 + [True]
     lines = render("monthly_briefing", many, BASE).text.splitlines()
     at = lines.index("…")
-    assert lines[at - 1].startswith("29. ") and lines[at + 1].startswith("35. 第35县人民政府")
+    assert lines[at - 1].startswith("19. ") and lines[at + 1].startswith("35. 新乡高新技术产业开发区第35管理委员会")
     assert lines.count("…") == 1 and sum(line.startswith("4. ") for line in lines) == 2
 
 
