@@ -99,19 +99,23 @@ def city(client) -> dict[str, Any]:
     return {"officer": officer}
 
 
-def month_with_a_laggard(client, withdraw_at: str) -> None:
-    """A month in which wy acknowledges and resolves in time and hj never acknowledges; hj's
-    blocker is withdrawn at `withdraw_at` (so the month does not fill the groups with
-    digests). Ranks wy first and hj last in that month."""
-    for project, unit in (("P1", "wy"), ("P2", "hj")):
+def month_with_a_laggard(client, withdraw_at: str, laggards=(("P2", "hj"),)) -> None:
+    """A month in which wy (P1) acknowledges and resolves in time and each laggard (by
+    default hj, P2) never acknowledges; their blockers are withdrawn at `withdraw_at` (so
+    the month does not fill the groups with digests). Ranks wy first and them last."""
+    late = []
+    for project, unit in (("P1", "wy"), *laggards):
         bid = create_blocker(client, project)["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
                        headers=ADMIN))
         if unit == "wy":
             ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
             ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
+        else:
+            late.append(bid)
     set_clock(client, withdraw_at)
-    ok(client.post(f"/api/v1/blockers/{bid}/withdraw", json={"reason": "重复上报"}, headers=ADMIN))
+    for bid in late:
+        ok(client.post(f"/api/v1/blockers/{bid}/withdraw", json={"reason": "重复上报"}, headers=ADMIN))
 
 
 def set_clock(client, instant: str) -> dict:

@@ -2,8 +2,8 @@
 month, the ranking of the responsible units over the month before, sent to the chat groups
 of every ranked unit and of their general taskforce.
 
-The unit ranked last (of those with anything to rank) is named for 通报批评; the same unit
-last in consecutive months is marked for 约谈 — twice by the leader in charge (分管领导约谈),
+The units ranked last (of those with anything to rank; all that share the last place, unless
+every unit does) are named for 通报批评; a unit last in consecutive months is marked for 约谈 — twice by the leader in charge (分管领导约谈),
 three times or more by the principal leader (主要领导约谈). One row per channel and month,
 keyed by its delivery id, so it is never sent twice; a month missed while the service was
 down is sent when it comes back, within that month. A unit last for consecutive months is
@@ -67,33 +67,44 @@ def briefing_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def last_place(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The units ranked last (倒数第一, seed 004): every unit that shares the last place,
+    unless every unit does (then none did worse than another)."""
+    if len(rows) < 2 or standing(rows[0]) == standing(rows[-1]):
+        return []
+    return [r for r in rows if standing(r) == standing(rows[-1])]
+
+
+def _months_last(session: Session, month: date, tz, unit_ids: list[int]) -> dict[int, int]:
+    """How many months running, up to `month`, each of `unit_ids` (last in it) was last."""
+    times, still = dict.fromkeys(unit_ids, 1), set(unit_ids)
+    for back in range(1, 12):
+        still &= {
+            r["unit_id"] for r in last_place(_ranking(session, _month_before(month, back), tz))
+        }
+        if not still:
+            break
+        times.update(dict.fromkeys(still, back + 1))
+    return times
+
+
 def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any], list[int]] | None:
     """What the briefing of `month` (its first day) says, and every ranked unit (its
     recipients); None when nothing was ranked."""
     rows = _ranking(session, month, tz)
     if not rows:
         return None
-    # Last place only when it is not shared: a tie is no ground for 通报批评.
-    last = rows[-1] if len(rows) > 1 and standing(rows[-1]) != standing(rows[-2]) else None
-    times = 0
-    if last is not None:
-        times = 1
-        while times < 12:
-            earlier = _ranking(session, _month_before(month, times), tz)
-            if (
-                len(earlier) < 2
-                or earlier[-1]["unit_id"] != last["unit_id"]
-                or standing(earlier[-1]) == standing(earlier[-2])
-            ):
-                break
-            times += 1
+    last = last_place(rows)
+    times = _months_last(session, month, tz, [r["unit_id"] for r in last])
+    lasts = [
+        {"name": r["name"], "unit_id": r["unit_id"], "times": times[r["unit_id"]]} for r in last
+    ]
     context = {
         "month": f"{month.year}年{month.month}月",
         "units": len(rows),
         "rows": briefing_rows(rows),
-        "last": {"name": last["name"], "unit_id": last["unit_id"], "times": times}
-        if last
-        else None,
+        "lasts": lasts,
+        "last": lasts[0] if lasts else None,  # what briefings written before `lasts` hold
     }
     return context, [r["unit_id"] for r in rows]
 
@@ -114,8 +125,7 @@ def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:
     written = 0
     if briefing is not None:
         context, ranked_ids = briefing
-        last = context["last"]
-        if last is not None:
+        for last in context["lasts"]:
             escalate_ranked_last(session, ctx, last["unit_id"], last["times"], key, now)
         ranked = [session.get(Unit, unit_id) for unit_id in ranked_ids]
         units = {u.id: u for u in ranked if u is not None}

@@ -165,7 +165,7 @@ def test_monthly_briefing_ranks_units_and_names_the_last_once_a_month(db_url):
         assert sorted(m.robot for m in march) == ["k-hj", "k-wy", "k-zb"]
         text = march[0].content
         assert "【月度督办通报】2026年3月责任单位排名" in text
-        assert text.index("原阳县人民政府") < text.index("获嘉县人民政府")
+        assert "1. 原阳县人民政府｜" in text and "2. 获嘉县人民政府｜" in text  # the table, best first
         assert "获嘉县人民政府排名末位，予以通报批评。" in text and "约谈" not in text
         month_with_a_laggard(client, "2026-04-03T10:00:00+08:00")
         set_clock(client, "2026-05-08T10:00:00+08:00")  # after the May Day holiday

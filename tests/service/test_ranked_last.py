@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+from notifiers.render import render
 from tests.helpers import (
     ADMIN,
     advance,
     city,
     create_key,
     create_project,
+    create_unit,
     make_client,
     month_with_a_laggard,
     ok,
@@ -16,6 +20,7 @@ from tests.helpers import (
 )
 from tests.notifiers.fakes import WeComRobot
 from tests.service.test_end_to_end_notifications import add_group, deliver
+from workflows.briefing import briefing_context
 
 
 def unit_entries(client, headers=ADMIN) -> list[dict]:
@@ -95,3 +100,26 @@ def test_a_jump_longer_than_the_digest_catch_up_still_escalates(db_url):
         set_clock(client, "2026-08-20T10:00:00+08:00")  # 139 days in one jump
         entries = unit_entries(client)
         assert (2, "2026-05-06T09:00:00+08:00") in [(e["level"], e["created_at"]) for e in entries]
+
+
+TWO_LAGGARDS = (("P2", "hj"), ("P3", "yy"))
+
+
+def test_units_sharing_the_last_place_are_all_named_and_escalated(db_url):
+    """倒数第一 shared by two units names both (seed 004); all units equal names none."""
+    with make_client(db_url) as client:
+        city(client)
+        create_unit(client, "yy", "延津县人民政府", parent="xx")
+        for code, unit in (("P1", "wy"), ("P2", "hj"), ("P3", "yy")):
+            create_project(client, code, unit)
+        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00", TWO_LAGGARDS)
+        set_clock(client, "2026-04-01T10:00:00+08:00")
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            march, _ = briefing_context(session, date(2026, 3, 1), client.app.state.settings.tz)
+        assert [last["name"] for last in march["lasts"]] == ["获嘉县人民政府", "延津县人民政府"]
+        text = render("monthly_briefing", march, "https://duban.example.gov.cn").text
+        assert "以下 2 个单位并列排名末位：获嘉县人民政府排名末位，予以通报批评。延津县人民政府排名末位" in text
+        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00", TWO_LAGGARDS)
+        set_clock(client, "2026-05-08T10:00:00+08:00")
+        entries = unit_entries(client)
+        assert sorted((e["from_unit"], e["level"]) for e in entries) == [("hj", 2), ("yy", 2)]
