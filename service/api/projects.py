@@ -6,9 +6,10 @@ from decimal import Decimal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import ColumnElement, or_
 from sqlmodel import Session, select
 
-from service.api.blocker_views import blocker_out
+from service.api.blocker_views import blocker_out, units_in_scope, visibility_clause
 from service.api.common import (
     ERROR_RESPONSES,
     BodyId,
@@ -140,10 +141,25 @@ def project_out(
     )
 
 
+def visible_projects(caller: Principal) -> ColumnElement[bool] | None:
+    """SQL condition for the projects a key sees: those of its counties, and those holding a
+    blocker it sees (a city department's, an escalated one). None means all (admin)."""
+    clause = visibility_clause(caller)
+    if clause is None:
+        return None
+    return or_(
+        Project.county_unit_id.in_(units_in_scope(caller)),
+        Project.id.in_(select(Blocker.project_id).where(clause)),
+    )
+
+
 def visible_project_or_404(session: Session, caller: Principal, code: str) -> Project:
-    project = session.exec(select(Project).where(Project.code == code)).first()
-    county = session.get(Unit, project.county_unit_id) if project else None
-    if project is None or county is None or not caller.sees_path(county.path):
+    query = select(Project).where(Project.code == code)
+    clause = visible_projects(caller)
+    if clause is not None:
+        query = query.where(clause)
+    project = session.exec(query).first()
+    if project is None:
         raise Problem(404, f"There is no project '{code}' that this key can see.")
     return project
 
@@ -189,15 +205,10 @@ def list_projects(
     request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ProjectOut]:
     after = decode_cursor(cursor)
-    query = (
-        select(Project)
-        .join(Unit, Unit.id == Project.county_unit_id)
-        .where(Project.id > after)
-        .order_by(Project.id)
-        .limit(limit + 1)
-    )
-    if not caller.has("admin"):
-        query = query.where(Unit.path.startswith(caller.scope_path or "//"))
+    query = select(Project).where(Project.id > after).order_by(Project.id).limit(limit + 1)
+    clause = visible_projects(caller)
+    if clause is not None:
+        query = query.where(clause)
     rows = list(session.exec(query))
     lights = Lights(request, session)
     return page_of(rows, limit, lambda p: project_out(session, p, request, lights))
@@ -205,14 +216,16 @@ def list_projects(
 
 @router.get("/{code}")
 def get_project(code: str, request: Request, session: ReadSession, caller: Caller) -> dict:
-    """A project with its light and its open blockers."""
+    """A project with its light and the open blockers this key sees (the light counts all)."""
     project = visible_project_or_404(session, caller, code)
     out = project_out(session, project, request).model_dump()
-    rows = session.exec(
+    query = (
         select(Blocker)
         .where(Blocker.project_id == project.id, Blocker.state.not_in(CLOSED_STATES))
         .order_by(Blocker.id)
         .limit(500)
     )
+    clause = visibility_clause(caller)
+    rows = session.exec(query if clause is None else query.where(clause))
     out["blockers"] = [blocker_out(session, b, request).model_dump() for b in rows]
     return out

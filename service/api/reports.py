@@ -19,7 +19,7 @@ from service.api.common import (
     decode_cursor,
     encode_cursor,
 )
-from service.api.projects import LIGHTS, Lights
+from service.api.projects import LIGHTS, Lights, visible_projects
 from service.deps import Caller, ReadSession, UnitOfWorkRoute
 from service.models import Blocker, Project, Unit
 from service.models.blocker import CLOSED_STATES, is_overdue
@@ -140,12 +140,13 @@ class ProjectReport(BaseModel):
 def project_report(
     request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ProjectReport]:
-    """Per project: its light (红黄绿) and open / overdue / escalated blockers."""
+    """Per project: its light (红黄绿) and open / overdue / escalated blockers — of all its
+    blockers, as `GET /projects/{code}` has them — for the projects this key sees."""
     now = request.app.state.ctx.clock.now()
+    seen = visible_projects(caller)
     query = select(Blocker).where(Blocker.state.not_in(CLOSED_STATES))
-    clause = visibility_clause(caller)
-    if clause is not None:
-        query = query.where(clause)
+    if seen is not None:
+        query = query.where(Blocker.project_id.in_(select(Project.id).where(seen)))
     lights = Lights(request, session)
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for blocker in session.exec(query):
@@ -154,13 +155,11 @@ def project_report(
         c[1] += int(is_overdue(blocker, now))
         c[2] += int(blocker.escalation_level > 0)
         c[3] = max(c[3], lights.of(blocker))
-    projects = session.exec(
-        select(Project, Unit).join(Unit, Unit.id == Project.county_unit_id).order_by(Project.id)
-    )
+    projects = select(Project, Unit).join(Unit, Unit.id == Project.county_unit_id)
+    if seen is not None:
+        projects = projects.where(seen)
     out = []
-    for project, county in projects:
-        if not caller.sees_path(county.path) and project.id not in counts:
-            continue
+    for project, county in session.exec(projects.order_by(Project.id)):
         o, late, esc, light = counts.get(project.id, [0, 0, 0, 0])
         out.append(
             ProjectReport(

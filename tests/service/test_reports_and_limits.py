@@ -9,6 +9,7 @@ from tests.helpers import (
     create_blocker,
     create_key,
     create_project,
+    create_unit,
     make_client,
     ok,
     set_clock,
@@ -371,6 +372,30 @@ def test_a_units_key_sees_its_place_in_the_city_and_a_withdrawal_asks_no_answer(
         # wy's own key is told wy is second in the city, not first among the units it sees.
         (own,) = ok(client.get(march, headers=create_key(client, "wy")))["items"]
         assert (own["unit"], own["rank"], own["overdue"]) == ("wy", 2, 2)
+
+
+def test_a_project_reads_the_same_from_both_endpoints_for_every_key(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_unit(client, "xx-zrj", "市自然资源和规划局", level="city", kind="department", parent="xx")
+        create_project(client, "P1", "wy")
+        mine = {}
+        for unit in ("xx-zrj", "wy"):
+            mine[unit] = create_blocker(client, "P1")["id"]
+            ok(client.post(f"/api/v1/blockers/{mine[unit]}/assign",
+                           json={"unit": unit, "deadline": {"working_days": 2}}, headers=ADMIN))
+        advance(client, "P5D")  # both overdue: red
+        for unit in ("xx-zrj", "wy"):
+            key = create_key(client, unit)
+            project = ok(client.get("/api/v1/projects/P1", headers=key))
+            # Only the blockers this key may open, though the light counts them all.
+            assert [b["id"] for b in project["blockers"]] == [mine[unit]], unit
+            assert all(client.get(f"/api/v1/blockers/{b['id']}", headers=key).status_code == 200
+                       for b in project["blockers"])
+            (row,) = ok(client.get("/api/v1/reports/projects", headers=key))["items"]
+            assert (row["project"], row["light"], row["open_blockers"]) == ("P1", project["light"], 2), unit
+            assert row["light"] == "red"
+            assert [p["code"] for p in ok(client.get("/api/v1/projects", headers=key))["items"]] == ["P1"]
 
 
 def test_reports_are_pages_like_every_list(db_url):
