@@ -9,6 +9,7 @@ handed to every block as ``m``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,25 @@ _env = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=False,
 )
+
+
+WEEKDAYS = "一二三四五六日"
+
+
+def cn_date(value: Any, note: str = "") -> str:
+    """ "2026-03-13" (or "2026-03-13 18:00") as officials write it: 2026年3月13日（周五）
+    (18:00), with `note` inside the brackets. Anything else as it is."""
+    text = str(value)
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError:
+        return text
+    at = text[10:].strip()
+    said = f"{day.year}年{day.month}月{day.day}日（周{WEEKDAYS[day.weekday()]}{'，' + note if note else ''}）"
+    return f"{said}{at}" if at else said
+
+
+_env.filters["cn_date"] = cn_date
 
 
 class UnknownTemplate(LookupError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -63,7 +64,8 @@ def test_template_shows_the_facts(kind):
         assert "滨江大道综合改造工程" in text
         assert "用地预审意见未出具" in text
         assert "滨江县自然资源和规划局" in text
-        assert "2025-03-10（剩余 5 个工作日）" in text
+        assert "2025年3月10日（周一，剩余 5 个工作日）" in text
+        assert not re.search(r"(?<![\d-])20\d\d-\d\d-\d\d(?![\d-])", text), text  # no ISO dates
         assert link_for(kind) in text
     assert message.title and "\n" not in message.title
     assert message.link == link_for(kind)
@@ -80,7 +82,7 @@ def test_deadline_wording():
     none = render("assigned", blocker_context(1, deadline=None, working_days_left=None), BASE)
     assert "办理期限：未设定" in none.text
     ack = render("assigned", blocker_context(1, acknowledge_by="2025-03-04 18:00"), BASE)
-    assert "请于 2025-03-04 18:00 前登录督办平台签收" in ack.text
+    assert "请于 2025年3月4日（周二）18:00 前登录督办平台签收" in ack.text
 
 
 def test_escalations_are_headed_by_why_and_finished_work_is_not_overdue():
@@ -98,7 +100,7 @@ def test_escalations_are_headed_by_why_and_finished_work_is_not_overdue():
     for state in ("resolved", "verified", "closed"):
         late = blocker_context(1, state=state, working_days_left=-3, overdue=False)
         assert "已逾期" not in render("closed", late, BASE).text
-        assert "（已办结）" in render("verify_reminder", late, BASE).text
+        assert "（周一，已办结）" in render("verify_reminder", late, BASE).text
 
 
 def test_digest_merges_mentions_and_links():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from notifiers.render import cn_date
 from service.models import Escalation, Notification, Timer
 from tests.helpers import (
     ADMIN,
@@ -124,7 +125,7 @@ def test_escalation_on_repeated_failed_verification_speaks_of_the_returned_block
         with client.app.state.db.unit_of_work(readonly=True) as session:
             (row,) = session.exec(select(Notification).where(Notification.kind == "escalated")).all()
         text = render("escalated", row.context, "https://duban.example.gov.cn").text
-        assert "【核验未通过升级】" in text and f"{b['deadline']}（剩余 3 个工作日）" in text
+        assert "【核验未通过升级】" in text and f"{cn_date(b['deadline'], '剩余 3 个工作日')}" in text
         assert "已办结" not in text
         with client.app.state.db.unit_of_work(readonly=True) as session:
             rows = session.exec(select(Notification).where(Notification.kind == "returned")
