@@ -78,7 +78,8 @@ LONG_RUNNING = re.compile(r"\bduban\s+(serve|demo|sweep|dispatch)\b")
 SERVERS = ("serve", "demo")
 EXPECT = re.compile(r"^expect\s+(\d{3})\b")
 FENCE = re.compile(r"^```([\w+-]*)\s*$")
-NOT_JSON = ("/metrics",)  # Prometheus text
+# Answers that are not JSON, and what each must hold.
+NOT_JSON = {"/metrics": b"duban_http_requests_total", "/reports/units/export": "排名".encode()}
 
 PRELUDE = r"""
 set -o pipefail
@@ -252,8 +253,8 @@ class Shell:
         if int(status) >= 400:
             problem = json.loads(body)
             assert problem["status"] == int(status) and problem["title"], where
-        elif url.split("?")[0].endswith(NOT_JSON):
-            assert b"duban_http_requests_total" in body, where
+        elif (path := url.split("?")[0]).endswith(tuple(NOT_JSON)):
+            assert next(v for k, v in NOT_JSON.items() if path.endswith(k)) in body, where
         else:
             json.loads(body)
 

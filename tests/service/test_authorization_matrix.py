@@ -161,6 +161,8 @@ MATRIX = [
      dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("unit report", "GET", "/api/v1/reports/units?from=2026-03-01&to=2026-03-31", None, None,
      dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
+    ("unit report as a spreadsheet", "GET", "/api/v1/reports/units/export?from=2026-03-01&to=2026-03-31", None, None,
+     dict(none=401, wrong_unit=200, read_only=200, unit=200, taskforce=200, admin=200)),
     ("clock", "POST", "/api/v1/admin/clock", {"advance": "PT1M"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("list webhooks", "GET", "/api/v1/webhooks", None, None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 from tests.helpers import (
     ADMIN,
     advance,
@@ -396,6 +399,36 @@ def test_a_project_reads_the_same_from_both_endpoints_for_every_key(db_url):
             assert (row["project"], row["light"], row["open_blockers"]) == ("P1", project["light"], 2), unit
             assert row["light"] == "red"
             assert [p["code"] for p in ok(client.get("/api/v1/projects", headers=key))["items"]] == ["P1"]
+
+
+def test_the_unit_report_as_a_spreadsheet_holds_the_same_rows(db_url):
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        create_unit(client, "xx-evil", "=HYPERLINK(\"http://x\")", level="city", kind="department", parent="xx")
+        for unit, project in (("wy", "P1"), ("xx-evil", "P1")):
+            if unit == "wy":
+                create_project(client, project, unit)
+            bid = create_blocker(client, project)["id"]
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 2}},
+                           headers=ADMIN))
+            if unit == "wy":
+                ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        advance(client, "P5D")
+        period = {"from": "2026-03-01", "to": "2026-03-31"}
+        rows = ok(client.get("/api/v1/reports/units", params=period, headers=ADMIN))["items"]
+        sheet = client.get("/api/v1/reports/units/export", params=period, headers=ADMIN)
+        assert sheet.status_code == 200 and sheet.headers["content-type"].startswith("text/csv")
+        assert "attachment" in sheet.headers["content-disposition"]
+        assert sheet.content.startswith("\ufeff".encode())  # Excel reads it as UTF-8
+        table = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
+        assert table[0][:4] == ["排名", "单位代码", "单位名称", "层级"] and "按期办结率" in table[0]
+        assert [(r[1], r[0]) for r in table[1:]] == [(r["unit"], str(r["rank"] or "")) for r in rows]
+        by_unit = {r[1]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
+        assert by_unit["wy"]["响应率"] == "100.0%" and by_unit["wy"]["层级"] == "县（市、区）"
+        assert by_unit["xx-evil"]["单位名称"] == "'=HYPERLINK(\"http://x\")"  # text, not a formula
+        bad = client.get("/api/v1/reports/units/export", params={"from": "2026-03-31", "to": "2026-03-01"},
+                         headers=ADMIN)
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
 
 
 def test_reports_are_pages_like_every_list(db_url):
