@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
@@ -93,14 +93,24 @@ def _page(rows: list, limit: int, cursor: str | None) -> Page:
     return Page(items=rows[start:end], next_cursor=encode_cursor(end) if len(rows) > end else None)
 
 
+class Period:
+    """The days a unit report covers, and the level of the units it ranks."""
+
+    def __init__(
+        self,
+        from_: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")],
+        to: Annotated[date, Query(description="Last day, YYYY-MM-DD")],
+        level: Literal["township", "county", "city", "province"] | None = None,
+    ) -> None:
+        self.from_, self.to, self.level = from_, to, level
+
+
 @router.get("/units", response_model=Page[UnitReport])
 def unit_report(
     request: Request,
     session: ReadSession,
     caller: Caller,
-    from_: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")],
-    to: Annotated[date, Query(description="Last day, YYYY-MM-DD")],
-    level: Literal["township", "county", "city", "province"] | None = None,
+    period: Annotated[Period, Depends()],
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[UnitReport]:
@@ -109,12 +119,13 @@ def unit_report(
     with nothing to count (null) missed nothing and ranks as full. Units tied on all of
     them share a place, listed by unit code. Units with open blockers are listed even when
     nothing happened to them in the period (with neither rate, they come last, unranked)."""
-    rows = _unit_rows(request, session, caller, from_, to, level)
+    rows = _unit_rows(request, session, caller, period)
     return _page([UnitReport(**row) for row in rows], limit, cursor)
 
 
-def _unit_rows(request: Request, session, caller, from_: date, to: date, level: str | None):
+def _unit_rows(request: Request, session, caller, period: Period):
     """The rows of the unit report for [from, to] that `caller` is shown."""
+    from_, to, level = period.from_, period.to, period.level
     for name, day in (("from", from_), ("to", to)):
         if not 2000 <= day.year <= 2100:
             raise Problem(422, f"{name}: give a date between 2000 and 2100.", field=name)
@@ -177,19 +188,17 @@ def unit_report_export(
     request: Request,
     session: ReadSession,
     caller: Caller,
-    from_: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")],
-    to: Annotated[date, Query(description="Last day, YYYY-MM-DD")],
-    level: Literal["township", "county", "city", "province"] | None = None,
+    period: Annotated[Period, Depends()],
 ) -> Response:
     """The unit report as a spreadsheet (CSV, UTF-8 with BOM, so Excel reads the Chinese
     headers): the same rows, all of them, in ranking order."""
-    rows = _unit_rows(request, session, caller, from_, to, level)
+    rows = _unit_rows(request, session, caller, period)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([header for header, _ in CSV_COLUMNS])
     for row in rows:
         writer.writerow([_cell(field, row[field]) for _, field in CSV_COLUMNS])
-    name = f"督办排名_{from_.isoformat()}_{to.isoformat()}.csv"
+    name = f"督办排名_{period.from_.isoformat()}_{period.to.isoformat()}.csv"
     return Response(
         "\ufeff" + out.getvalue(),
         media_type="text/csv; charset=utf-8",
