@@ -198,6 +198,7 @@ def add_unit_message(
     delivery_id: str,
     context: dict[str, Any],
     now: datetime,
+    mentions: list[str] | None = None,
 ) -> None:
     """A message to a unit's group about no one blocker (a digest, a briefing)."""
     session.add(
@@ -207,6 +208,7 @@ def add_unit_message(
             kind=kind,
             event_type=event_type,
             delivery_id=delivery_id,
+            mentions=list(mentions or []),
             context=context,
             not_before=now,
             created_at=now,

@@ -18,6 +18,7 @@ from service.models import Escalation, Unit
 from workflows import ladder
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, chat_channels
+from workflows.world import unit_leads
 
 REASON = "ranked_last"
 MEETINGS = {2: "分管领导约谈", 3: "主要领导约谈"}
@@ -73,6 +74,7 @@ def escalate_ranked_last(
         "level_label": rung.label if rung else str(level),
         "recipient_unit": target.name,
     }
+    leads = unit_leads(session, target.id)
     for channel in chat_channels(session, [target.id]):
         add_unit_message(
             session,
@@ -82,6 +84,7 @@ def escalate_ranked_last(
             delivery_id=f"ranked-last-{month}-{unit.id}-{channel.id}",
             context=context,
             now=now,
+            mentions=leads,  # whoever arranges the 约谈
         )
     session.flush()
     return entry

@@ -150,15 +150,7 @@ class World:
             if officer is not None:
                 return [officer.mobile]
 
-        def leads() -> list[str]:
-            rows = self.session.exec(
-                select(Officer.mobile)
-                .where(Officer.unit_id == unit.id, Officer.role.in_(MENTION_ROLES))
-                .order_by(Officer.id)
-            )
-            return list(rows)[:MAX_MENTIONS]
-
-        return list(self._once(("leads", unit.id), leads))
+        return list(self._once(("leads", unit.id), lambda: unit_leads(self.session, unit.id)))
 
     def _subscriptions(self) -> list[WebhookSubscription]:
         return self._once(
@@ -209,6 +201,16 @@ class World:
         for model, rows in self.rows.items():
             insert_rows(self.session, model.__table__, rows)
         self.rows = {}
+
+
+def unit_leads(session: Session, unit_id: int) -> list[str]:
+    """The mobiles to @ in a unit's group about the unit itself: its leads and liaisons."""
+    rows = session.exec(
+        select(Officer.mobile)
+        .where(Officer.unit_id == unit_id, Officer.role.in_(MENTION_ROLES))
+        .order_by(Officer.id)
+    )
+    return list(rows)[:MAX_MENTIONS]
 
 
 def chunks(ids: list, size: int = 900) -> Iterable[list]:

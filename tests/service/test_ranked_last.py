@@ -11,6 +11,7 @@ from tests.helpers import (
     advance,
     city,
     create_key,
+    create_officer,
     create_project,
     create_unit,
     make_client,
@@ -36,6 +37,7 @@ def test_last_twice_goes_to_the_leader_in_charge_three_times_to_the_city(db_url)
         create_project(client, "P1", "wy")
         create_project(client, "P2", "hj")
         vice_mayor = create_key(client, "xx-cwfsz")
+        create_officer(client, "xx-cwfsz", "王副市长秘书", "13700000007", "liaison")
 
         month_with_a_laggard(client, "2026-03-04T10:00:00+08:00")
         set_clock(client, "2026-04-01T10:00:00+08:00")
@@ -55,6 +57,7 @@ def test_last_twice_goes_to_the_leader_in_charge_three_times_to_the_city(db_url)
         deliver(client, 3)
         (message,) = [m for m in wecom.messages if "排名靠后升级" in m.content]
         assert message.robot == "k-cw"
+        assert message.mentions == ["13700000007"]  # who arranges the 约谈 is @-ed
         assert "获嘉县人民政府连续 2 个月排名末位" in message.content and "分管领导约谈" in message.content
 
         for action, status in (("acknowledge", "acknowledged"), ("handle", "handled")):
