@@ -99,16 +99,17 @@ def city(client) -> dict[str, Any]:
     return {"officer": officer}
 
 
-def month_with_a_laggard(client, withdraw_at: str, laggards=(("P2", "hj"),)) -> None:
-    """A month in which wy (P1) acknowledges and resolves in time and each laggard (by
-    default hj, P2) never acknowledges; their blockers are withdrawn at `withdraw_at` (so
-    the month does not fill the groups with digests). Ranks wy first and them last."""
+def month_with_a_laggard(client, withdraw_at: str, laggards=(("P2", "hj"),), good=(("P1", "wy"),)) -> None:
+    """A month in which the good units (by default wy, P1) acknowledge and resolve in time
+    and each laggard (by default hj, P2) never acknowledges; their blockers are withdrawn
+    at `withdraw_at` (so the month does not fill the groups with digests). Ranks the good
+    units first and the laggards last. (project, unit) pairs."""
     late = []
-    for project, unit in (("P1", "wy"), *laggards):
+    for project, unit in (*good, *laggards):
         bid = create_blocker(client, project)["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
                        headers=ADMIN))
-        if unit == "wy":
+        if (project, unit) in good:
             ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
             ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=ADMIN))
         else:

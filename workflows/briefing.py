@@ -36,20 +36,30 @@ def _month_before(day: date, months: int = 1) -> date:
     return add_months(day.replace(day=1), -months)
 
 
-def _ranking(session: Session, first: date, tz) -> list[dict[str, Any]]:
+# Units are ranked against units of their own level (seed 003 ranks 乡镇街道 and 市直单位
+# apart): county governments with county governments, city departments with departments.
+SECTIONS = {
+    "county": "县（市、区）",
+    "city": "市直单位",
+    "township": "乡镇（街道）",
+    "province": "省直单位",
+}
+
+
+def _ranking(session: Session, first: date, tz, level: str | None = None) -> list[dict[str, Any]]:
     start = datetime.combine(first, time.min, tz)
     end = datetime.combine(_month_before(first, -1), time.min, tz)
-    return [r for r in unit_ranking(session, start, end) if r["rank"] is not None]
+    return [r for r in unit_ranking(session, start, end, level=level) if r["rank"] is not None]
 
 
 def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
 
 
-def briefing_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The message's lines: every ranked unit, or past `LISTED` the top and the last, the
+def briefing_rows(rows: list[dict[str, Any]], room: int = LISTED) -> list[dict[str, Any]]:
+    """The message's lines: every ranked unit, or past `room` the top and the last, the
     last marked as coming after a gap."""
-    listed = rows if len(rows) <= LISTED else [*rows[: LISTED - 1], rows[-1]]
+    listed = rows if len(rows) <= room else [*rows[: room - 1], rows[-1]]
     return [
         {
             "rank": r["rank"],
@@ -75,13 +85,15 @@ def last_place(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if standing(r) == standing(rows[-1])]
 
 
-def _months_last(session: Session, month: date, tz, unit_ids: list[int]) -> dict[int, int]:
-    """How many months running, up to `month`, each of `unit_ids` (last in it) was last."""
+def _months_last(
+    session: Session, month: date, tz, level: str, unit_ids: list[int]
+) -> dict[int, int]:
+    """How many months running, up to `month`, each of `unit_ids` (last in it among the
+    units of `level`) was last among them."""
     times, still = dict.fromkeys(unit_ids, 1), set(unit_ids)
     for back in range(1, 12):
-        still &= {
-            r["unit_id"] for r in last_place(_ranking(session, _month_before(month, back), tz))
-        }
+        earlier = last_place(_ranking(session, _month_before(month, back), tz, level))
+        still &= {r["unit_id"] for r in earlier}
         if not still:
             break
         times.update(dict.fromkeys(still, back + 1))
@@ -90,23 +102,34 @@ def _months_last(session: Session, month: date, tz, unit_ids: list[int]) -> dict
 
 def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any], list[int]] | None:
     """What the briefing of `month` (its first day) says, and every ranked unit (its
-    recipients); None when nothing was ranked."""
-    rows = _ranking(session, month, tz)
-    if not rows:
+    recipients); None when nothing was ranked. One section per level of the ranked units,
+    each with its own ranking and its own last place."""
+    levels = {r["level"] for r in _ranking(session, month, tz)}
+    if not levels:
         return None
-    last = last_place(rows)
-    times = _months_last(session, month, tz, [r["unit_id"] for r in last])
-    lasts = [
-        {"name": r["name"], "unit_id": r["unit_id"], "times": times[r["unit_id"]]} for r in last
-    ]
+    ordered = [level for level in SECTIONS if level in levels] + sorted(levels - set(SECTIONS))
+    room = max(5, LISTED // len(ordered))
+    sections, lasts, ranked = [], [], []
+    for level in ordered:
+        rows = _ranking(session, month, tz, level)
+        last = last_place(rows)
+        times = _months_last(session, month, tz, level, [r["unit_id"] for r in last])
+        lasts += [
+            {"name": r["name"], "unit_id": r["unit_id"], "times": times[r["unit_id"]]} for r in last
+        ]
+        label = SECTIONS.get(level, level) if len(ordered) > 1 else None
+        sections.append({"label": label, "units": len(rows), "rows": briefing_rows(rows, room)})
+        ranked += [r["unit_id"] for r in rows]
     context = {
         "month": f"{month.year}年{month.month}月",
-        "units": len(rows),
-        "rows": briefing_rows(rows),
+        "units": len(ranked),
+        "sections": sections,
         "lasts": lasts,
-        "last": lasts[0] if lasts else None,  # what briefings written before `lasts` hold
+        # What briefings written before `sections` and `lasts` hold.
+        "rows": sections[0]["rows"],
+        "last": lasts[0] if lasts else None,
     }
-    return context, [r["unit_id"] for r in rows]
+    return context, ranked
 
 
 def enqueue_monthly_briefing(session: Session, ctx: EngineContext) -> int:

@@ -126,3 +126,29 @@ def test_units_sharing_the_last_place_are_all_named_and_escalated(db_url):
         set_clock(client, "2026-05-08T10:00:00+08:00")
         entries = unit_entries(client)
         assert sorted((e["from_unit"], e["level"]) for e in entries) == [("hj", 2), ("yy", 2)]
+
+
+def test_county_governments_and_city_departments_are_ranked_apart(db_url):
+    """Seed 003 ranks 乡镇街道 and 市直单位 apart: one section per level, a last in each."""
+    with make_client(db_url) as client:
+        city(client)
+        for code, name in (("xx-zrj", "市自然资源和规划局"), ("xx-jtj", "市交通运输局")):
+            create_unit(client, code, name, level="city", kind="department", parent="xx")
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+        both = {"laggards": (("P2", "hj"), ("P1", "xx-jtj")), "good": (("P1", "wy"), ("P1", "xx-zrj"))}
+        month_with_a_laggard(client, "2026-03-04T10:00:00+08:00", **both)
+        set_clock(client, "2026-04-01T10:00:00+08:00")
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            march, ranked = briefing_context(session, date(2026, 3, 1), client.app.state.settings.tz)
+        assert [(s["label"], [r["rank"] for r in s["rows"]]) for s in march["sections"]] == [
+            ("县（市、区）", [1, 2]),
+            ("市直单位", [1, 2]),
+        ]
+        assert [last["name"] for last in march["lasts"]] == ["获嘉县人民政府", "市交通运输局"]
+        text = render("monthly_briefing", march, "https://duban.example.gov.cn").text
+        assert "县（市、区）（2 个）\n1. 原阳县人民政府" in text and "市直单位（2 个）\n1. 市自然资源和规划局" in text
+        month_with_a_laggard(client, "2026-04-03T10:00:00+08:00", **both)
+        set_clock(client, "2026-05-08T10:00:00+08:00")
+        entries = unit_entries(client)
+        assert sorted((e["from_unit"], e["level"]) for e in entries) == [("hj", 2), ("xx-jtj", 2)]
