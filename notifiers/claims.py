@@ -353,7 +353,9 @@ def requeue(session: Session, notification_id: int, now: datetime | None = None)
     The row moves to ``failed`` with ``not_before`` = now on the *real* clock, so it is due
     at once whatever the business clock says, and gets a fresh set of attempts (the
     history stays in ``notification_attempts``). A row still in flight keeps its lease.
-    Raises LookupError for an unknown id and ValueError for a row already sent. Flushes;
+    A row not tried yet (``pending``) is left as it is: it goes out when it is due, and
+    an office-hours hold is not jumped. Raises LookupError for an unknown id and
+    ValueError for a row already sent. Flushes;
     the caller's unit of work commits.
     """
     row = session.get(Notification, notification_id)
@@ -361,6 +363,8 @@ def requeue(session: Session, notification_id: int, now: datetime | None = None)
         raise LookupError(f"notification {notification_id} not found")
     if row.status == "sent":
         raise ValueError(f"notification {notification_id} was already sent")
+    if row.status == "pending":
+        return row  # not tried yet: it goes out when due (an office-hours hold stands)
     row.status = "failed"
     row.not_before = now or utcnow()
     row.attempts = 0

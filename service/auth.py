@@ -57,7 +57,10 @@ class Principal:
         return self.is_admin or "admin" in self.scopes or scope in self.scopes
 
     def sees_path(self, path: str | None) -> bool:
-        if self.is_admin or "admin" in self.scopes:
+        """Whether `path` is in this key's jurisdiction. Only the bootstrap admin sees every
+        unit's: a key with the `admin` scope administers (units, keys, channels …) but
+        sees and acts on blockers within its own unit's jurisdiction, as api.md says."""
+        if self.is_admin:
             return True
         return bool(path and self.scope_path and path.startswith(self.scope_path))
 

@@ -132,7 +132,9 @@ class CalendarIn(Strict):
     # Required: a PUT replaces the year, and `{}` wiping the official schedule by mistake
     # would move every deadline in it. `[]` says "no holidays" on purpose.
     holidays: list[date] = Field(max_length=366, examples=[["2027-01-01"]])
-    workdays: list[date] = Field(default_factory=list, max_length=366, examples=[["2027-02-20"]])
+    workdays: list[date] | None = Field(
+        default_factory=list, max_length=366, examples=[["2027-02-20"]]
+    )
 
 
 class CalendarOut(BaseModel):

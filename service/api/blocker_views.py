@@ -165,8 +165,8 @@ def units_in_scope(caller: Principal):
 
 
 def visibility_clause(caller: Principal) -> ColumnElement[bool] | None:
-    """SQL condition for the blockers a key sees; None means all (admin)."""
-    if caller.has("admin"):
+    """SQL condition for the blockers a key sees; None means all (the bootstrap admin)."""
+    if caller.is_admin:
         return None
     in_units = units_in_scope(caller)
     in_projects = select(Project.id).where(Project.county_unit_id.in_(in_units))

@@ -63,9 +63,11 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
 class BlockerCreate(Strict):
     project: str = Field(min_length=1, max_length=64, description="Project code")
     title: str = Field(min_length=1, max_length=300, examples=["项目用地组卷报批进度滞后"])
-    description: str = Field("", max_length=10000, examples=["土地组卷材料需补充林地使用手续"])
+    description: str | None = Field(
+        "", max_length=10000, examples=["土地组卷材料需补充林地使用手续"]
+    )
     category: str = Field(min_length=1, max_length=64, examples=["用地"])
-    authority_level: Literal["county", "city", "province"] = "county"
+    authority_level: Literal["county", "city", "province"] | None = "county"
     reported_by: str | None = Field(None, max_length=200, examples=["项目单位"])
     external_ref: str | None = Field(
         None, min_length=1, max_length=200, examples=["GTZZ-2026-000123"]
@@ -87,7 +89,7 @@ class Deadline(Strict):
 class AssignBody(Strict):
     unit: str = Field(min_length=1, max_length=64, examples=["wy-gov"])
     officer_id: BodyId | None = None
-    assisting_units: list[str] = Field(default_factory=list, max_length=20)
+    assisting_units: list[str] | None = Field(default_factory=list, max_length=20)
     deadline: Deadline | None = Field(None, examples=[{"working_days": 10}])
     complexity: Literal["ordinary", "complex"] | None = None
 
@@ -144,9 +146,9 @@ def _run_action(
 ) -> BlockerOut:
     require_scope(caller, "write")
     expected = _if_match(if_match)
-    # An admin sees everything, so needs no separate look: the engine's locked load answers
+    # The bootstrap admin sees everything, so needs no separate look: the engine's locked load answers
     # 404 for a missing blocker just the same.
-    if not caller.has("admin") and visible_blocker(session, caller, blocker_id) is None:
+    if not caller.is_admin and visible_blocker(session, caller, blocker_id) is None:
         exists = session.get(Blocker, blocker_id) is not None
         if exists:
             raise Problem(403, f"Blocker {blocker_id} is outside this key's jurisdiction.")
@@ -307,8 +309,8 @@ IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
-        pattern=r'^(\*|(W/)?"[0-9]{1,18}")$',
-        description='The version read, e.g. "3"',
+        pattern=r'^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$',
+        description='The version read, e.g. "3" (a bare 3 is taken too)',
     ),
 ]
 

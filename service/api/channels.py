@@ -254,7 +254,9 @@ class WebhookCreate(Strict):
     url: str = Field(
         min_length=1, max_length=2000, examples=["https://gtzz.example.gov.cn/duban/hook"]
     )
-    secret: str = Field(min_length=8, max_length=500)
+    secret: str = Field(
+        min_length=1, max_length=500, description="Signs every delivery (HMAC-SHA256)"
+    )
     events: list[Literal[EVENT_TYPES]] = Field(
         min_length=1,
         max_length=20,  # type: ignore[valid-type]

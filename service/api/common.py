@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Path, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session, select
 
@@ -53,7 +53,13 @@ def _a_json_number(value: Any) -> Any:
 # After the constraints: placed before them, pydantic writes `ge`/`le` into the schema.
 A_NUMBER = BeforeValidator(_a_json_number)
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID, description="Numeric id"), A_NUMBER]
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size (max 500)")]
+MAX_PAGE = 500
+# Capped, not refused: a page of more than 500 is a page of 500 (api.md: "max 500").
+Limit = Annotated[
+    int,
+    Query(ge=1, description="Page size, default 50; more than 500 is taken as 500"),
+    AfterValidator(lambda n: min(n, MAX_PAGE)),
+]
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=200, description="Opaque cursor from next_cursor")
 ]
@@ -99,6 +105,23 @@ class Strict(BaseModel):
                 {"field": ".".join(str(part) for part in where)},
             )
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """`null` for an optional field with a default (e.g. `authority_level`,
+        `assisting_units`) means "not given": the default, as clients that write None as
+        null expect. Such fields are declared nullable, so the schema says so too."""
+        if not isinstance(data, dict):
+            return data
+        dropped = {
+            field.alias or name
+            for name, field in cls.model_fields.items()
+            if data.get(field.alias or name, ...) is None
+            and not field.is_required()
+            and (field.default is not None or field.default_factory is not None)
+        }
+        return {k: v for k, v in data.items() if k not in dropped} if dropped else data
 
 
 def page_of(rows: list[Any], limit: int, render: Callable[[Any], Any]) -> Page:

@@ -86,8 +86,8 @@ def escalation_out(session: Session, entry: Escalation, request: Request) -> Esc
 
 
 def _queue_filter(caller: Principal):
-    """A key sees the queue of its own unit (its level); the admin sees every queue."""
-    if caller.has("admin"):
+    """A key sees the queue of its own unit (its level); the bootstrap admin every queue."""
+    if caller.is_admin:
         return None
     return Escalation.target_unit_id == caller.unit_id
 
@@ -126,7 +126,7 @@ def _act(
     entry = session.get(Escalation, escalation_id)
     if entry is None:
         raise Problem(404, f"There is no escalation {escalation_id}.")
-    if not (caller.has("admin") or entry.target_unit_id == caller.unit_id):
+    if not (caller.is_admin or entry.target_unit_id == caller.unit_id):
         raise Problem(
             403, f"Escalation {escalation_id} is in another level's queue, not this key's."
         )

@@ -45,7 +45,7 @@ class UnitCreate(Strict):
     parent: str | None = Field(
         None, max_length=64, description="Parent unit code, or null for a root"
     )
-    tags: list[str] = Field(
+    tags: list[str] | None = Field(
         default_factory=list,
         max_length=20,
         description="Ladder tags: general_taskforce, executive_vice_mayor, sector:<category> …",

@@ -294,6 +294,10 @@ def test_a_notification_on_the_wire_cannot_be_retried_until_its_outcome_is_in(db
                        headers=ADMIN))
         (row,) = ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]
         assert row["created_at"] == "2026-03-02T09:30:00+08:00"  # business time, as the timeline
+        # Not tried yet: a retry leaves it as it is (202), due when it was due.
+        again = client.post(f"/api/v1/notifications/{row['id']}/retry", headers=ADMIN)
+        assert again.status_code == 202 and (again.json()["status"], again.json()["not_before"]) == (
+            "pending", row["not_before"])
         wecom.hold()  # the robot has the message and has not answered yet
         sending = threading.Thread(target=deliver, args=(client, 1))
         sending.start()

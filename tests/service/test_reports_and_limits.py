@@ -446,4 +446,17 @@ def test_reports_are_pages_like_every_list(db_url):
             assert first["next_cursor"]
             second = ok(client.get(f"{path}&limit=1&cursor={first['next_cursor']}", headers=ADMIN))
             assert first["items"] + second["items"] == whole["items"] and second["next_cursor"] is None
-            assert client.get(f"{path}&limit=501", headers=ADMIN).status_code == 422
+            assert ok(client.get(f"{path}&limit=501", headers=ADMIN))["items"] == whole["items"]  # capped
+            assert client.get(f"{path}&limit=0", headers=ADMIN).status_code == 422
+
+
+def test_a_page_larger_than_500_is_a_page_of_500(sqlite_url):
+    from service.models import Unit
+
+    with make_client(sqlite_url) as client:
+        city(client)
+        with client.app.state.db.unit_of_work() as session:
+            session.add_all(Unit(code=f"t{n}", name=f"乡镇{n}", level="township", kind="government",
+                                 path=f"/t{n}/") for n in range(520))
+        page = ok(client.get("/api/v1/units", params={"limit": 100000}, headers=ADMIN))
+        assert len(page["items"]) == 500 and page["next_cursor"]

@@ -1,0 +1,57 @@
+"""api.md read literally, where a client written from it alone used to be refused: short
+webhook secrets, null for optional fields, a bare version in If-Match, and the jurisdiction
+of a key that also has the `admin` scope."""
+
+from __future__ import annotations
+
+from tests.helpers import ADMIN, city, create_blocker, create_key, create_project, make_client, ok
+
+
+def test_what_api_md_allows_is_allowed(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        # `secret` has no length in the contract.
+        hook = {"url": "http://127.0.0.1:9/hook", "secret": "secret", "events": ["blocker.escalated"]}
+        ok(client.post("/api/v1/webhooks", json=hook, headers=ADMIN), 201)
+        # null for an optional field is "not given".
+        unit = {"code": "wy-t", "name": "某镇", "level": "township", "kind": "government", "parent": "wy",
+                "tags": None}
+        ok(client.post("/api/v1/units", json=unit, headers=ADMIN), 201)
+        blocker = create_blocker(client, "P1", authority_level=None, description=None, reported_by=None)
+        assert (blocker["authority_level"], blocker["description"]) == ("county", "")
+        body = {"unit": "wy", "officer_id": None, "assisting_units": None, "deadline": {"working_days": 5}}
+        assigned = ok(client.post(f"/api/v1/blockers/{blocker['id']}/assign", json=body, headers=ADMIN))
+        assert assigned["assisting_units"] == [] and assigned["version"] == 2
+        # A bare version in If-Match is read like the quoted one.
+        stale = client.post(f"/api/v1/blockers/{blocker['id']}/acknowledge", json={},
+                            headers={**ADMIN, "If-Match": "1"})
+        assert stale.status_code == 412 and ok(client.get(f"/api/v1/blockers/{blocker['id']}",
+                                                          headers=ADMIN))["version"] == 2
+        ok(client.post(f"/api/v1/blockers/{blocker['id']}/acknowledge", json={}, headers={**ADMIN, "If-Match": "2"}))
+        bad = client.post(f"/api/v1/blockers/{blocker['id']}/feedback", json={"note": "n"},
+                          headers={**ADMIN, "If-Match": "three"})
+        assert bad.status_code == 422
+
+
+def test_a_key_with_the_admin_scope_still_keeps_to_its_jurisdiction(db_url):
+    """api.md: "A key sees and acts only within its unit's jurisdiction" — the `admin` scope
+    lets a county's key administer, not read or act on another county's blockers."""
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P-hj", "hj")
+        create_project(client, "P-wy", "wy")
+        theirs = create_blocker(client, "P-hj")["id"]
+        ok(client.post(f"/api/v1/blockers/{theirs}/assign", json={"unit": "hj", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        ours = create_blocker(client, "P-wy")["id"]
+        wy_admin = create_key(client, "wy", scopes=("read", "write", "admin"))
+        assert client.get(f"/api/v1/blockers/{theirs}", headers=wy_admin).status_code == 404
+        acted = client.post(f"/api/v1/blockers/{theirs}/acknowledge", json={}, headers=wy_admin)
+        assert acted.status_code == 403
+        listed = ok(client.get("/api/v1/blockers", headers=wy_admin))["items"]
+        assert [b["id"] for b in listed] == [ours]
+        assert ok(client.get(f"/api/v1/blockers/{theirs}", headers=ADMIN))["version"] == 2
+        # It still administers: a unit, an officer.
+        unit = {"code": "wy-z", "name": "某镇", "level": "township", "kind": "government", "parent": "wy"}
+        ok(client.post("/api/v1/units", json=unit, headers=wy_admin), 201)
