@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from service.models.types import JSONType, UTCDateTime
@@ -31,3 +31,11 @@ class Event(SQLModel, table=True):
     )
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+# The transaction that wrote the event (PostgreSQL: txid_current(); SQLite: 0), which orders
+# the event feed so that no later commit slips behind a cursor (service/api/events.py).
+# Not mapped: the database fills it in and nothing in Python writes it.
+EVENT_TX = Column("tx", BigInteger, nullable=False, server_default=text("0"))
+Event.__table__.append_column(EVENT_TX)
+Index("ix_events_tx_id", EVENT_TX, Event.__table__.c.id)
