@@ -146,7 +146,7 @@ def enqueue_webhooks(
     aliases: tuple[str, ...] = (),
 ) -> int:
     """Signed outbound webhooks to subscribed systems, sent at once (no office hours)."""
-    channels = world.subscribers(world.home(blocker), frozenset({event_type, *aliases}))
+    channels = world.subscribers(blocker, frozenset({event_type, *aliases}))
     for channel_id in channels:
         world.add(
             Notification,

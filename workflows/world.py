@@ -41,6 +41,7 @@ class World:
         self.bulk = bulk
         self._memo: dict[tuple, Any] = {}
         self._escalated: set[tuple[int, str]] | None = None
+        self._escalated_to: set[tuple[int, int]] = set()  # (blocker, receiving unit)
         self._rows: dict[type[SQLModel], dict[int, Any]] = {Unit: {}, Project: {}, Officer: {}}
         self.rows: dict[type[SQLModel], list[dict[str, Any]]] = {}
 
@@ -61,13 +62,13 @@ class World:
         blocker_ids = [b.id for b in blockers]
         self._escalated = set()
         for chunk in chunks(blocker_ids):
-            self._escalated.update(
-                self.session.exec(
-                    select(Escalation.blocker_id, Escalation.step).where(
-                        Escalation.blocker_id.in_(chunk)
-                    )
-                ).all()
-            )
+            for bid, step, target in self.session.exec(
+                select(Escalation.blocker_id, Escalation.step, Escalation.target_unit_id).where(
+                    Escalation.blocker_id.in_(chunk)
+                )
+            ):
+                self._escalated.add((bid, step))
+                self._escalated_to.add((bid, target))
 
     def _load(self, model: type[SQLModel], ids: set[int]) -> None:
         for chunk in chunks(sorted(i for i in ids if i is not None)):
@@ -160,24 +161,43 @@ class World:
     def has_subscriptions(self) -> bool:
         return any(sub.channel_id is not None for sub in self._subscriptions())
 
-    def subscribers(self, home: Unit | None, names: frozenset[str]) -> list[int]:
-        """Channels of the webhook subscriptions that want one of `names` for this home."""
-
-        def compute() -> list[int]:
-            out = []
-            for sub in self._subscriptions():
-                if sub.channel_id is None:
+    def subscribers(self, blocker: Any, names: frozenset[str]) -> list[int]:
+        """Channels of the webhook subscriptions that want one of `names` about `blocker`:
+        those whose key sees it — under their unit, escalated to their unit, or created by
+        their key — and the admin's."""
+        home = self.home(blocker)
+        out = []
+        for sub in self._subscriptions():
+            if sub.channel_id is None:
+                continue
+            if not names & set(sub.events) and "*" not in sub.events:
+                continue
+            if sub.unit_id is not None:
+                owner = self.unit(sub.unit_id)
+                under = owner is not None and home is not None and home.path.startswith(owner.path)
+                mine = sub.api_key_id is not None and sub.api_key_id == blocker.created_by_key_id
+                if not (under or mine or self.escalated_to(blocker.id, sub.unit_id)):
                     continue
-                if not names & set(sub.events) and "*" not in sub.events:
-                    continue
-                if sub.unit_id is not None:
-                    owner = self.unit(sub.unit_id)
-                    if owner is None or not (home and home.path.startswith(owner.path)):
-                        continue
-                out.append(sub.channel_id)
-            return out
+            out.append(sub.channel_id)
+        return out
 
-        return self._once(("subscribers", home.id if home else None, names), compute)
+    def escalated_to(self, blocker_id: int, unit_id: int) -> bool:
+        """Whether the blocker was ever escalated to this unit (in this batch included)."""
+        if (blocker_id, unit_id) in self._escalated_to:
+            return True
+        if self.bulk:
+            return False  # preloaded, plus what this batch added (see `add`)
+        return self._once(
+            ("escalated_to", blocker_id, unit_id),
+            lambda: (
+                self.session.exec(
+                    select(Escalation.id).where(
+                        Escalation.blocker_id == blocker_id, Escalation.target_unit_id == unit_id
+                    )
+                ).first()
+                is not None
+            ),
+        )
 
     def working_days_left(self, cal: WorkingDayCalendar, today: date, deadline: date) -> int:
         return self._once(
@@ -188,8 +208,10 @@ class World:
 
     def add(self, model: type[SQLModel], row: dict[str, Any]) -> None:
         """A new row: an ORM object now, or (in bulk) one row of a set-wise insert later."""
-        if model is Escalation and self._escalated is not None:
-            self._escalated.add((row["blocker_id"], row["step"]))
+        if model is Escalation:
+            self._escalated_to.add((row["blocker_id"], row["target_unit_id"]))
+            if self._escalated is not None:
+                self._escalated.add((row["blocker_id"], row["step"]))
         if self.bulk:
             self.rows.setdefault(model, []).append(row)
             if model is Notification:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from notifiers.allowlist import check_url
@@ -298,7 +299,7 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
             raise Problem(422, "Create the unit tree before subscribing webhooks.")
         # The subscription sees what the key sees: a city taskforce's key, the whole city.
         scope = session.exec(select(Unit).where(Unit.path == caller.scope_path)).first()
-        unit_id = None if caller.has("admin") else (scope.id if scope else caller.unit_id)
+        unit_id = None if caller.is_admin else (scope.id if scope else caller.unit_id)
         now = request.app.state.ctx.clock.now()
         channel = Channel(
             unit_id=owner, kind="webhook", url=body.url, secret=body.secret, created_at=now
@@ -310,6 +311,7 @@ def create_webhook(body: WebhookCreate, request: Request, session: WriteSession,
             secret=body.secret,
             events=sorted(set(body.events)),
             unit_id=unit_id,
+            api_key_id=caller.key_id,
             channel_id=channel.id,
             created_at=now,
         )
@@ -333,12 +335,15 @@ def webhook_out(session: Session, sub: WebhookSubscription, request: Request) ->
 
 
 def _own_webhooks(caller: Principal):
-    """The subscriptions a key may see and remove: the admin's, all; a unit's key, those
-    made from its unit (their delivery channel hangs off it)."""
+    """The subscriptions a key may see and remove: the bootstrap admin, all; any other key,
+    those it made (one made before keys were recorded: those of its unit)."""
     query = select(WebhookSubscription)
-    if not caller.has("admin"):
+    if not caller.is_admin:
         query = query.join(Channel, Channel.id == WebhookSubscription.channel_id).where(
-            Channel.unit_id == caller.unit_id
+            or_(
+                WebhookSubscription.api_key_id == caller.key_id,
+                WebhookSubscription.api_key_id.is_(None) & (Channel.unit_id == caller.unit_id),
+            )
         )
     return query
 

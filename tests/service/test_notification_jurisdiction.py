@@ -9,6 +9,7 @@ from tests.helpers import (
     create_blocker,
     create_key,
     create_project,
+    create_unit,
     make_client,
     ok,
 )
@@ -45,3 +46,38 @@ def test_a_unit_key_sees_its_groups_and_its_blockers_but_not_another_partys_subs
         assert not province & city_seen and {n["id"] for n in seen} <= city_seen
         own_digest = next(n["id"] for n in seen if n["kind"] == "daily_digest")
         assert client.post(f"/api/v1/notifications/{own_digest}/retry", headers=wy_key).status_code == 202
+
+
+def test_a_subscription_follows_what_its_key_sees_and_belongs_to_that_key(db_url):
+    """A deputy mayor's office gets the blockers escalated to it; a county's system gets the
+    blockers it reported even once they are assigned to a city department; another system
+    of the same unit (another key) neither lists nor removes its subscription."""
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        create_unit(client, "xx-zrj", "市自然资源和规划局", level="city", kind="department", parent="xx")
+        create_project(client, "P1", "wy")
+        keys = {unit: create_key(client, unit) for unit in ("xx-fsz-land", "wy")}
+        subs = {
+            unit: ok(client.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:9/{unit}", "secret": "s",
+                                                           "events": ["*"]}, headers=key), 201)
+            for unit, key in keys.items()
+        }
+        reported = create_blocker(client, "P1", headers=keys["wy"], category="用地")["id"]
+        ok(client.post(f"/api/v1/blockers/{reported}/assign",
+                       json={"unit": "xx-zrj", "deadline": {"working_days": 5}}, headers=ADMIN))
+        for _ in range(2):  # 综合专班, then the deputy mayor in charge of land (用地)
+            ok(client.post(f"/api/v1/blockers/{reported}/request_escalation", json={"reason": "需协调"},
+                           headers=ADMIN))
+
+        def events_to(unit: str) -> list[str]:
+            rows = ok(client.get("/api/v1/notifications", params={"blocker": reported, "limit": 500},
+                                 headers=ADMIN))["items"]
+            return [r["event_type"] for r in rows if r["channel"] == subs[unit]["channel_id"]]
+
+        assert "blocker.assigned" in events_to("wy")  # its own report, now a department's
+        assert events_to("xx-fsz-land").count("blocker.escalated") == 1  # escalated to it
+        # Another key of wy: its own subscriptions only.
+        other = create_key(client, "wy")
+        assert ok(client.get("/api/v1/webhooks", headers=other))["items"] == []
+        assert client.delete(f"/api/v1/webhooks/{subs['wy']['id']}", headers=other).status_code == 404
+        assert [w["id"] for w in ok(client.get("/api/v1/webhooks", headers=keys["wy"]))["items"]] == [subs["wy"]["id"]]
