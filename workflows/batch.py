@@ -43,7 +43,7 @@ STEP_COLUMNS = [
         "id", "project_id", "title", "category", "authority_level", "workflow", "state",
         "escalation_level", "unit_id", "officer_id", "deadline", "due_at", "complexity",
         "version", "last_seq", "last_hash", "updated_at", "closed_at", "return_count",
-        "created_by_key_id",
+        "created_by_key_id", "external_ref",
     )
 ]  # fmt: skip
 

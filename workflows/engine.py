@@ -29,7 +29,13 @@ from workflows.errors import (
     NotFound,
     StaleVersion,
 )
-from workflows.outbox import enqueue_for_unit, enqueue_webhooks, event_name, message_context
+from workflows.outbox import (
+    blocker_snapshot,
+    enqueue_for_unit,
+    enqueue_webhooks,
+    event_name,
+    message_context,
+)
 from workflows.timers import cancel_pending, make_timer, plan_state_timers
 from workflows.world import World
 
@@ -144,7 +150,7 @@ def create_blocker(
     )
     session.add(blocker)
     session.flush()
-    append_event(
+    event = append_event(
         session,
         blocker,
         at=now,
@@ -156,13 +162,25 @@ def create_blocker(
         state_after=blocker.state,
         payload={k: v for k, v in fields.items() if v is not None and k != "project_id"},
     )
-    enqueue_webhooks(
-        World(session),
-        blocker=blocker,
-        event_type="blocker.created",
-        body={"blocker_id": blocker.id, "state": blocker.state},
-        now=now,
-    )
+    world = World(session)
+    if world.has_subscriptions():
+        session.flush()  # the event's id, for the delivery
+        cal = ctx.calendars.get(session)
+        local = now.astimezone(cal.tz).isoformat()
+        enqueue_webhooks(
+            world,
+            blocker=blocker,
+            event_type="blocker.created",
+            body={
+                "blocker_id": blocker.id,
+                "action": "create",
+                **blocker_snapshot(world, blocker, cal, now),
+                "seq": event.seq,
+                "at": local,
+                "event": _event_body(event.id, event.seq, "create", vars(event), local),
+            },
+            now=now,
+        )
     session.flush()
     return blocker
 
@@ -306,11 +324,7 @@ def perform(
         event=event,
         cal=cal,
         escalated=run.escalated_to is not None,
-        snapshot={
-            "state": blocker.state,
-            "escalation_level": blocker.escalation_level,
-            "version": blocker.version,
-        },
+        snapshot=blocker_snapshot(world, blocker, cal, now),
     )
     _plan_timers(step, workflow, before, after, now, spec.restart, timer, run)
     _notify_units(world, ctx, blocker, action, list(spec.notify) + list(branch.notify), run, now)
@@ -389,6 +403,21 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
         )
 
 
+def _event_body(event_id: int | None, seq: int, action: str, event: dict, local: str) -> dict:
+    """The timeline entry inside a webhook: `event` is the row's fields."""
+    return {
+        "id": event_id,
+        "seq": seq,
+        "action": action,
+        "actor": event["actor"],
+        "state_before": event["state_before"],
+        "state_after": event["state_after"],
+        "at": local,
+        "payload": event["payload"],
+        "hash": event["hash"],
+    }
+
+
 def enqueue_step_webhooks(world: World, step: Step, event_id: int) -> None:
     """Signed webhooks about the step, once its event has an id."""
     event, action = step.event, step.action
@@ -399,17 +428,7 @@ def enqueue_step_webhooks(world: World, step: Step, event_id: int) -> None:
         **step.snapshot,
         "seq": event["seq"],
         "at": local,
-        "event": {
-            "id": event_id,
-            "seq": event["seq"],
-            "action": action,
-            "actor": event["actor"],
-            "state_before": event["state_before"],
-            "state_after": event["state_after"],
-            "at": local,
-            "payload": event["payload"],
-            "hash": event["hash"],
-        },
+        "event": _event_body(event_id, event["seq"], action, event, local),
     }
     now = event["at"]
     enqueue_webhooks(

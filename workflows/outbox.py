@@ -136,6 +136,24 @@ def event_name(action: str, payload: dict[str, Any] | None = None) -> str:
     return EVENT_NAMES.get(action, f"blocker.{action}")
 
 
+def blocker_snapshot(world: World, blocker: Any, cal: WorkingDayCalendar, now: datetime) -> dict:
+    """What every webhook says of the blocker as it now stands, so a receiving system can
+    mirror it from the deliveries alone (docs/integration.md)."""
+    unit = world.unit(blocker.unit_id)
+    project = world.project(blocker.project_id)
+    return {
+        "state": blocker.state,
+        "escalation_level": blocker.escalation_level,
+        "version": blocker.version,
+        "project": project.code if project else None,
+        "unit": unit.code if unit else None,
+        "deadline": blocker.deadline.isoformat() if blocker.deadline else None,
+        "due_at": blocker.due_at.astimezone(cal.tz).isoformat() if blocker.due_at else None,
+        "overdue": is_overdue(blocker, now),
+        "external_ref": blocker.external_ref,
+    }
+
+
 def enqueue_webhooks(
     world: World,
     *,

@@ -67,13 +67,13 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
                 json={
                     "url": hook.url,
                     "secret": "hook-secret-123",
-                    "events": ["blocker.escalated", "blocker.assign"],
+                    "events": ["blocker.escalated", "blocker.assign", "blocker.created"],
                 },
                 headers=ADMIN,
             ),
             201,
         )
-        assert sub["events"] == ["blocker.assign", "blocker.escalated"]
+        assert sub["events"] == ["blocker.assign", "blocker.created", "blocker.escalated"]
         # A channel pointing at an address outside the allow-list is refused and not stored.
         bad = client.post(
             "/api/v1/channels",
@@ -86,7 +86,7 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
         )
         assert bad.status_code == 422 and "url" in bad.json()["detail"]
         create_project(client, "P1", "wy")
-        b = create_blocker(client, "P1", title="征地拆迁补偿未到位", category="征地拆迁")
+        b = create_blocker(client, "P1", title="征地拆迁补偿未到位", category="征地拆迁", external_ref="GT-9")
         ok(
             client.post(
                 f"/api/v1/blockers/{b['id']}/assign",
@@ -112,10 +112,17 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
         escalated = [m for m in wecom.messages if m.robot == "k-zb"]
         assert escalated and "逾期" in escalated[0].content + escalated[0].title
         # Subscribed by action name ("blocker.assign"); delivered under the event name.
-        assert sorted(hook.events.values()) == ["blocker.assigned", "blocker.escalated"]
+        assert sorted(hook.events.values()) == ["blocker.assigned", "blocker.created", "blocker.escalated"]
         assert hook.duplicates == 0
-        assert {body["type"] for body in hook.bodies.values()} == {"blocker.assigned", "blocker.escalated"}
-        assert all(body["blocker_id"] == b["id"] for body in hook.bodies.values())
+        bodies = {body["type"]: body for body in hook.bodies.values()}
+        assert all(body["blocker_id"] == b["id"] for body in bodies.values())
+        # Enough to mirror the blocker from the deliveries alone, the creation included.
+        created, escalated_body = bodies["blocker.created"], bodies["blocker.escalated"]
+        assert (created["version"], created["event"]["seq"], created["external_ref"]) == (1, 1, "GT-9")
+        assert created["event"]["id"] and created["project"] == "P1" and created["state"] == "collected"
+        assert (escalated_body["unit"], escalated_body["deadline"], escalated_body["overdue"]) == (
+            "wy", "2026-03-04", True)
+        assert escalated_body["due_at"] == "2026-03-04T23:59:59+08:00" and escalated_body["escalation_level"] == 1
         sent = ok(
             client.get(f"/api/v1/notifications?blocker={b['id']}&status=sent", headers=ADMIN)
         )["items"]
