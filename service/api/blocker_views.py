@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, or_
 from sqlmodel import Session, select
 
@@ -39,7 +39,9 @@ class BlockerOut(BaseModel):
     external_ref: str | None
     reported_by: str | None
     warnings: list[str]
-    allowed_actions: list[str]
+    allowed_actions: list[str] = Field(
+        description="What the key that asked may do now (its role and the state)"
+    )
     created_at: str | None
     updated_at: str | None
     closed_at: str | None
@@ -82,7 +84,10 @@ def _codes(session: Session, ids: list[int]) -> list[str]:
     return [rows[i] for i in ids if i in rows]
 
 
-def blocker_out(session: Session, blocker: Blocker, request: Request) -> BlockerOut:
+def blocker_out(
+    session: Session, blocker: Blocker, request: Request, caller: Principal | None = None
+) -> BlockerOut:
+    """The blocker as `caller` sees it (its allowed actions are the caller's)."""
     tz = request.app.state.settings.tz
     ctx = request.app.state.ctx
     project = session.get(Project, blocker.project_id)
@@ -109,7 +114,9 @@ def blocker_out(session: Session, blocker: Blocker, request: Request) -> Blocker
         external_ref=blocker.external_ref,
         reported_by=blocker.reported_by,
         warnings=list(blocker.warnings),
-        allowed_actions=allowed_actions(session, ctx, blocker),
+        allowed_actions=allowed_actions(
+            session, ctx, blocker, actor_for(caller) if caller is not None else None
+        ),
         created_at=local_iso(blocker.created_at, tz),
         updated_at=local_iso(blocker.updated_at, tz),
         closed_at=local_iso(blocker.closed_at, tz),
@@ -134,7 +141,9 @@ def event_out(event: Event, tz) -> EventOut:
     )
 
 
-def blocker_detail(session: Session, blocker: Blocker, request: Request) -> BlockerDetail:
+def blocker_detail(
+    session: Session, blocker: Blocker, request: Request, caller: Principal | None = None
+) -> BlockerDetail:
     tz = request.app.state.settings.tz
     events = session.exec(select(Event).where(Event.blocker_id == blocker.id).order_by(Event.seq))
     timers = session.exec(
@@ -143,7 +152,7 @@ def blocker_detail(session: Session, blocker: Blocker, request: Request) -> Bloc
         .order_by(Timer.due_at, Timer.id)
     )
     return BlockerDetail(
-        **blocker_out(session, blocker, request).model_dump(),
+        **blocker_out(session, blocker, request, caller).model_dump(),
         timeline=[event_out(e, tz) for e in events],
         timers=[
             TimerOut(

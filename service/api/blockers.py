@@ -166,7 +166,7 @@ def _run_action(
     except engine.EngineError as exc:
         raise Problem(exc.status, exc.detail, **exc.extra) from exc
     response.headers["ETag"] = f'"{blocker.version}"'
-    return blocker_out(session, blocker, request)
+    return blocker_out(session, blocker, request, caller)
 
 
 def _twin(session, caller, body: BlockerCreate, project: Project) -> Blocker | None:
@@ -223,7 +223,7 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
             )
         twin = _twin(session, caller, body, project)
         if twin is not None:
-            return 200, blocker_out(session, twin, request)
+            return 200, blocker_out(session, twin, request, caller)
         fields = body.model_dump(exclude={"project", "workflow"})
         fields.update(project_id=project.id, source=caller.source)
         try:
@@ -239,8 +239,8 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
             twin = _twin(session, caller, body, project)
             if twin is None:
                 raise
-            return 200, blocker_out(session, twin, request)
-        return 201, blocker_out(session, blocker, request)
+            return 200, blocker_out(session, twin, request, caller)
+        return 201, blocker_out(session, blocker, request, caller)
 
     return idempotent(request, session, caller, body, create)
 
@@ -292,7 +292,7 @@ def list_blockers(
         late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at <= now)
         query = query.where(late if overdue else ~late | Blocker.due_at.is_(None))
     rows = list(session.exec(query))
-    return page_of(rows, limit, lambda b: blocker_out(session, b, request))
+    return page_of(rows, limit, lambda b: blocker_out(session, b, request, caller))
 
 
 @router.get("/{blocker_id}", response_model=BlockerDetail)
@@ -302,7 +302,7 @@ def get_blocker(
     """A blocker with its timeline (events) and pending timers."""
     blocker = visible_blocker_or_404(session, caller, blocker_id)
     response.headers["ETag"] = f'"{blocker.version}"'
-    return blocker_detail(session, blocker, request)
+    return blocker_detail(session, blocker, request, caller)
 
 
 IfMatch = Annotated[

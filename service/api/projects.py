@@ -227,5 +227,5 @@ def get_project(code: str, request: Request, session: ReadSession, caller: Calle
     )
     clause = visibility_clause(caller)
     rows = session.exec(query if clause is None else query.where(clause))
-    out["blockers"] = [blocker_out(session, b, request).model_dump() for b in rows]
+    out["blockers"] = [blocker_out(session, b, request, caller).model_dump() for b in rows]
     return out

@@ -55,3 +55,27 @@ def test_a_key_with_the_admin_scope_still_keeps_to_its_jurisdiction(db_url):
         # It still administers: a unit, an officer.
         unit = {"code": "wy-z", "name": "某镇", "level": "township", "kind": "government", "parent": "wy"}
         ok(client.post("/api/v1/units", json=unit, headers=wy_admin), 201)
+
+
+def test_allowed_actions_are_those_of_the_key_that_asks(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        wy, taskforce = create_key(client, "wy"), create_key(client, "xx-zb")
+        bid = create_blocker(client, "P1")["id"]
+
+        def offered(key) -> set[str]:
+            return set(ok(client.get(f"/api/v1/blockers/{bid}", headers=key))["allowed_actions"])
+
+        assert "assign" in offered(taskforce) and "assign" not in offered(wy)
+        assert client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                           headers=wy).status_code == 403
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=taskforce))
+        assert "acknowledge" in offered(wy) and "acknowledge" not in offered(taskforce)
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=wy))
+        resolved = ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已办"}, headers=wy))
+        assert "verify" not in resolved["allowed_actions"]  # the answer to wy's own action, for wy
+        assert "verify" in offered(taskforce) and "verify" in offered(ADMIN)
+        listed = ok(client.get("/api/v1/blockers", headers=wy))["items"]
+        assert [set(b["allowed_actions"]) for b in listed] == [offered(wy)]

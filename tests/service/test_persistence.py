@@ -34,7 +34,8 @@ def test_upgrade_head_matches_models_and_downgrade_base_works(db_url):
 def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     """A deployed 0001 database upgrades in place: step back one revision at a time and
     forward again; the outbox history index comes and goes with 0002, unit escalations
-    (no blocker) with 0003, the events' writing transaction (the feed's order) with 0004."""
+    (no blocker) with 0003, the events' writing transaction (the feed's order) with 0004,
+    a subscription's key with 0005."""
 
     def indexes() -> set[str]:
         inspector = inspect(db.write_engine)
@@ -47,6 +48,10 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     def event_tx() -> bool:
         return "tx" in {c["name"] for c in inspect(db.write_engine).get_columns("events")}
 
+    def webhook_owner() -> bool:
+        columns = inspect(db.write_engine).get_columns("webhook_subscriptions")
+        return "api_key_id" in {c["name"] for c in columns}
+
     def blocker_optional() -> bool:
         columns = inspect(db.write_engine).get_columns("escalations")
         return next(c for c in columns if c["name"] == "blocker_id")["nullable"]
@@ -54,7 +59,9 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     db = Database(db_url)
     try:
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
-        assert blocker_optional() and event_tx()
+        assert blocker_optional() and event_tx() and webhook_owner()
+        migrations.downgrade(db_url, "0004")
+        assert event_tx() and not webhook_owner()
         migrations.downgrade(db_url, "0003")
         assert not event_tx() and blocker_optional()
         migrations.downgrade(db_url, "0002")
@@ -64,7 +71,7 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
         assert "ix_notification_attempts_notification_id" in indexes()
         migrations.upgrade(db_url)
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
-        assert blocker_optional() and event_tx()
+        assert blocker_optional() and event_tx() and webhook_owner()
     finally:
         db.dispose()
 
