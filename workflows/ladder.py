@@ -5,10 +5,11 @@ Receivers are found by tags on units, so a city configures its ladder in data:
 ``sector:<category>`` on a deputy mayor's office, ``city_government`` (市政府).
 
 A city whose units carry no tags (api.md's unit has none) gets the ladder its units' own
-kinds and names say: the city's general taskforce is its `taskforce` named 综合… or
-…领导小组办公室 (or its only city-level taskforce); the executive vice mayor, a `leader`
-named 常务…; a sector's deputy mayor, a `leader` whose name holds the category (分管副市长
-（用地）); the city government, the city itself. A tag, where one is set, always wins.
+kinds and names say: the city's general taskforce is its `taskforce` named 综合…,
+…领导小组办公室 or "General …" (or its only city-level taskforce); the executive vice
+mayor, a `leader` named 常务… or "Executive …" (or its only city-level leader); a sector's
+deputy mayor, a `leader` whose name holds the category (分管副市长（用地）); the city
+government, the city itself. A tag, where one is set, always wins.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ def city_of(session: Session, unit: Unit) -> Unit:
     return chain[0] if chain else unit
 
 
-GENERAL_TASKFORCE_NAMES = ("综合", "领导小组办公室")
+GENERAL_TASKFORCE_NAMES = ("综合", "领导小组办公室", "general", "leading group")
+EXECUTIVE_NAMES = ("常务", "executive")
+
+
+def _named(unit: Unit, words: tuple[str, ...]) -> bool:
+    name = unit.name.lower()
+    return any(word in name for word in words)
 
 
 def _by_convention(units: list[Unit], city: Unit, tag: str) -> Unit | None:
@@ -42,14 +49,17 @@ def _by_convention(units: list[Unit], city: Unit, tag: str) -> Unit | None:
     in_city = [u for u in units if u.level == city.level and not u.tags]
     if tag == "general_taskforce":
         taskforces = [u for u in in_city if u.kind == "taskforce"]
-        named = [u for u in taskforces if any(n in u.name for n in GENERAL_TASKFORCE_NAMES)]
+        named = [u for u in taskforces if _named(u, GENERAL_TASKFORCE_NAMES)]
         return named[0] if named else (taskforces[0] if len(taskforces) == 1 else None)
     leaders = [u for u in in_city if u.kind == "leader"]
     if tag == "executive_vice_mayor":
-        return next((u for u in leaders if "常务" in u.name), None)
+        named = [u for u in leaders if _named(u, EXECUTIVE_NAMES)]
+        return named[0] if named else (leaders[0] if len(leaders) == 1 else None)
     if tag.startswith("sector:") and tag[len("sector:") :]:
         category = tag[len("sector:") :]
-        return next((u for u in leaders if category in u.name and "常务" not in u.name), None)
+        return next(
+            (u for u in leaders if category in u.name and not _named(u, EXECUTIVE_NAMES)), None
+        )
     return None
 
 

@@ -322,6 +322,30 @@ def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
         assert [q["level"] for q in queue] == [1, 1]
 
 
+def test_a_city_named_in_english_gets_its_ladder_too(db_url):
+    """A client that names its units in English (nothing in api.md says otherwise): the
+    general taskforce and the executive vice mayor are still found by their names."""
+    with make_client(db_url) as client:
+        for code, name, level, kind, parent in (
+            ("city", "City Government", "city", "government", None),
+            ("gtf", "General Taskforce", "city", "taskforce", "city"),
+            ("ttf", "Transport Taskforce", "city", "taskforce", "city"),
+            ("evm", "Executive Vice Mayor Office", "city", "leader", "city"),
+            ("dm", "Deputy Mayor Office", "city", "leader", "city"),
+            ("cty", "County Government", "county", "government", "city"),
+        ):
+            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
+            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        create_project(client, "P1", "cty")
+        bid = create_blocker(client, "P1", category="Land")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "cty", "deadline": {"working_days": 1}},
+                       headers=ADMIN))
+        advance(client, "P12D")  # past the deadline, then climbing every 3 working days
+        queues = {code: [e["level"] for e in ok(client.get("/api/v1/escalations", headers=create_key(client, code)))["items"]]
+                  for code in ("gtf", "evm", "city")}
+        assert queues == {"gtf": [1], "evm": [2], "city": [3]}
+
+
 def test_a_missing_rung_falls_back_up_the_ladder_never_down(db_url):
     """No deputy mayor's or executive vice mayor's office: level 2 goes to the city
     government, not back to the general taskforce that already holds level 1."""
