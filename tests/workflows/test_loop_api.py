@@ -19,6 +19,12 @@ from tests.helpers import (
 )
 
 
+def _units(client, rows) -> None:
+    for code, name, level, kind, parent in rows:
+        body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
+        ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+
+
 def _assigned(client, days=5, **extra):
     create_project(client, "P1", "wy")
     blocker = create_blocker(client, "P1", **extra)
@@ -288,16 +294,14 @@ def test_unacknowledged_twice_escalates_and_reminders_respect_office_hours(db_ur
 def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
     """api.md's unit has no tags: the ladder follows the units' kinds and names instead."""
     with make_client(db_url) as client:
-        for code, name, level, kind, parent in (
+        _units(client, (
             ("pds", "平顶山市人民政府", "city", "government", None),
             ("pds-zx", "市重大项目建设工作专班（交通）", "city", "taskforce", "pds"),
             ("pds-zb", "市综合专班", "city", "taskforce", "pds"),
             ("pds-cw", "常务副市长办公室", "city", "leader", "pds"),
             ("pds-yd", "分管副市长办公室（用地）", "city", "leader", "pds"),
             ("bf", "宝丰县人民政府", "county", "government", "pds"),
-        ):
-            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
-            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        ))
         create_project(client, "P1", "bf")
         climbed = {}
         for category in ("用地", "涉铁涉军涉河涉电"):
@@ -326,16 +330,14 @@ def test_a_city_named_in_english_gets_its_ladder_too(db_url):
     """A client that names its units in English (nothing in api.md says otherwise): the
     general taskforce and the executive vice mayor are still found by their names."""
     with make_client(db_url) as client:
-        for code, name, level, kind, parent in (
+        _units(client, (
             ("city", "City Government", "city", "government", None),
             ("gtf", "General Taskforce", "city", "taskforce", "city"),
             ("ttf", "Transport Taskforce", "city", "taskforce", "city"),
             ("evm", "Executive Vice Mayor Office", "city", "leader", "city"),
             ("dm", "Deputy Mayor Office", "city", "leader", "city"),
             ("cty", "County Government", "county", "government", "city"),
-        ):
-            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
-            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        ))
         create_project(client, "P1", "cty")
         bid = create_blocker(client, "P1", category="Land")["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "cty", "deadline": {"working_days": 1}},
@@ -350,13 +352,11 @@ def test_a_missing_rung_falls_back_up_the_ladder_never_down(db_url):
     """No deputy mayor's or executive vice mayor's office: level 2 goes to the city
     government, not back to the general taskforce that already holds level 1."""
     with make_client(db_url) as client:
-        for code, name, level, kind, parent in (
+        _units(client, (
             ("xc", "许昌市人民政府", "city", "government", None),
             ("xc-zb", "市综合专班", "city", "taskforce", "xc"),
             ("yz", "禹州市人民政府", "county", "government", "xc"),
-        ):
-            body = {"code": code, "name": name, "level": level, "kind": kind, "parent": parent}
-            ok(client.post("/api/v1/units", json=body, headers=ADMIN), 201)
+        ))
         create_project(client, "P1", "yz")
         bid = create_blocker(client, "P1")["id"]
         ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "yz", "deadline": {"working_days": 20}},
