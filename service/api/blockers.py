@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -200,7 +201,9 @@ def _twin(session, caller, body: BlockerCreate, project: Project) -> Blocker | N
     response_model=BlockerOut,
     responses={200: {"description": "Already created (same external_ref or Idempotency-Key)"}},
 )
-def create_blocker(body: BlockerCreate, request: Request, session: WriteSession, caller: Caller):
+def create_blocker(
+    body: BlockerCreate, request: Request, response: Response, session: WriteSession, caller: Caller
+):
     """Report a blocker (问题事项); it starts in state `collected`.
 
     Send `Idempotency-Key` to make retries safe; a known `external_ref` from the same
@@ -242,7 +245,15 @@ def create_blocker(body: BlockerCreate, request: Request, session: WriteSession,
             return 200, blocker_out(session, twin, request, caller)
         return 201, blocker_out(session, blocker, request, caller)
 
-    return idempotent(request, session, caller, body, create)
+    answer = idempotent(request, session, caller, body, create)
+    # Its version as the ETag, as every read and action has it: ready for If-Match.
+    if isinstance(answer, Response):  # the twin (200) or a replay
+        version = json.loads(bytes(answer.body)).get("version")
+        if version is not None:
+            answer.headers["ETag"] = f'"{version}"'
+    else:
+        response.headers["ETag"] = f'"{answer.version}"'
+    return answer
 
 
 @router.get("", response_model=Page[BlockerOut])
@@ -257,6 +268,10 @@ def list_blockers(
     escalation_level: Annotated[int | None, Query(ge=0, le=10)] = None,
     q: Annotated[
         str | None, Query(min_length=1, max_length=100, description="Search in titles")
+    ] = None,
+    external_ref: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Your own ticket number, as reported"),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -287,6 +302,8 @@ def list_blockers(
         query = query.where(Blocker.escalation_level == escalation_level)
     if q:
         query = query.where(Blocker.title.contains(q, autoescape=True))
+    if external_ref:
+        query = query.where(Blocker.external_ref == external_ref)
     if overdue is not None:
         now = request.app.state.ctx.clock.now()
         late = Blocker.state.in_(OVERDUE_STATES) & (Blocker.due_at <= now)

@@ -79,3 +79,18 @@ def test_allowed_actions_are_those_of_the_key_that_asks(db_url):
         assert "verify" in offered(taskforce) and "verify" in offered(ADMIN)
         listed = ok(client.get("/api/v1/blockers", headers=wy))["items"]
         assert [set(b["allowed_actions"]) for b in listed] == [offered(wy)]
+
+
+def test_a_created_blocker_has_its_etag_and_is_found_by_external_ref(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        body = {"project": "P1", "title": "用地手续办理滞后", "category": "用地", "external_ref": "GT-7"}
+        first = client.post("/api/v1/blockers", json=body, headers={**ADMIN, "Idempotency-Key": "k7"})
+        assert first.status_code == 201 and first.headers["etag"] == '"1"'
+        replay = client.post("/api/v1/blockers", json=body, headers={**ADMIN, "Idempotency-Key": "k7"})
+        twin = client.post("/api/v1/blockers", json=body, headers=ADMIN)
+        assert replay.headers["etag"] == twin.headers["etag"] == '"1"' and twin.status_code == 200
+        create_blocker(client, "P1", external_ref="GT-8")
+        found = ok(client.get("/api/v1/blockers", params={"external_ref": "GT-7"}, headers=ADMIN))["items"]
+        assert [b["id"] for b in found] == [first.json()["id"]]
