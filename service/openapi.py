@@ -3,9 +3,10 @@ that middleware and the idempotency layer add to them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
+from pydantic import BaseModel, Field
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -36,7 +37,57 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+class TimelineEntry(BaseModel):
+    id: int
+    seq: int
+    action: str
+    actor: str
+    state_before: str | None
+    state_after: str
+    at: str
+    payload: dict[str, Any]
+    hash: str
+
+
+class Delivery(BaseModel):
+    """What duban POSTs to a subscriber's URL (docs/integration.md, "Webhooks")."""
+
+    type: str = Field(examples=["blocker.escalated"])
+    blocker_id: int
+    action: str
+    state: str
+    escalation_level: int
+    version: int = Field(description="Apply a delivery only if it is newer than what you hold")
+    project: str | None
+    unit: str | None
+    deadline: str | None = Field(description="YYYY-MM-DD")
+    due_at: str | None = Field(description="RFC 3339, Asia/Shanghai")
+    overdue: bool
+    external_ref: str | None
+    seq: int
+    at: str
+    event: TimelineEntry
+
+
+def _document_webhooks(app: FastAPI) -> None:
+    @app.webhooks.post("blocker-event")
+    def blocker_event(
+        body: Delivery,
+        x_duban_event: Annotated[str, Header(description="The event type, e.g. blocker.escalated")],
+        x_duban_delivery: Annotated[
+            str, Header(description="Unique per delivery, the same on every retry: dedupe on it")
+        ],
+        x_duban_signature: Annotated[
+            str,
+            Header(description="sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>"),
+        ],
+    ) -> None:
+        """Every event a subscription asked for (POST /api/v1/webhooks), at least once: answer
+        2xx; 408, 429, 5xx and timeouts are retried with backoff under the same delivery id."""
+
+
 def install(app: FastAPI) -> None:
+    _document_webhooks(app)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from service.jobs import make_dispatcher
 from service.models import Notification
+from service.openapi import Delivery
 from tests.helpers import (
     ADMIN,
     advance,
@@ -123,6 +124,11 @@ def test_assignment_and_escalation_reach_the_chat_group_and_subscribers(db_url):
         assert (escalated_body["unit"], escalated_body["deadline"], escalated_body["overdue"]) == (
             "wy", "2026-03-04", True)
         assert escalated_body["due_at"] == "2026-03-04T23:59:59+08:00" and escalated_body["escalation_level"] == 1
+        # Each as /openapi.json describes it under `webhooks`.
+        documented = client.get("/openapi.json").json()["webhooks"]["blocker-event"]["post"]
+        assert {p["name"].lower() for p in documented["parameters"]} >= {"x-duban-signature", "x-duban-delivery"}
+        for body in bodies.values():
+            Delivery.model_validate(body)
         sent = ok(
             client.get(f"/api/v1/notifications?blocker={b['id']}&status=sent", headers=ADMIN)
         )["items"]
