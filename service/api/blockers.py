@@ -147,8 +147,8 @@ def _run_action(
 ) -> BlockerOut:
     require_scope(caller, "write")
     expected = _if_match(if_match)
-    # The bootstrap admin sees everything, so needs no separate look: the engine's locked load answers
-    # 404 for a missing blocker just the same.
+    # The bootstrap admin sees everything, so needs no separate look: the engine's locked
+    # load answers 404 for a missing blocker just the same.
     if not caller.is_admin and visible_blocker(session, caller, blocker_id) is None:
         exists = session.get(Blocker, blocker_id) is not None
         if exists:

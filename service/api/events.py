@@ -33,18 +33,19 @@ def list_events(
     within one), and only once every transaction that began before them has ended, so a
     cursor never passes an event that commits later. Pass the last `id` (`next_cursor`)
     back as `after`."""
-    query = select(Event).order_by(EVENT_TX, Event.id).limit(limit)
+    tx = EVENT_TX
+    query = select(Event).order_by(tx, Event.id).limit(limit)
     if after:
         # The cursor's place: its event's transaction (or the nearest event before it).
         at = session.exec(
-            select(EVENT_TX).where(Event.id <= after).order_by(Event.id.desc()).limit(1)
+            select(tx).where(Event.id <= after).order_by(Event.id.desc()).limit(1)
         ).first()
         at = -1 if at is None else at
-        query = query.where(or_(at < EVENT_TX, and_(at == EVENT_TX, Event.id > after)))
+        query = query.where(or_(tx > at, and_(tx == at, Event.id > after)))
     if session.get_bind().dialect.name == "postgresql":
         # Transactions older than the oldest one still running have all ended: their
         # events are all in, and nothing can commit before them any more.
-        query = query.where(func.txid_snapshot_xmin(func.txid_current_snapshot()) > EVENT_TX)
+        query = query.where(tx < func.txid_snapshot_xmin(func.txid_current_snapshot()))
     clause = visibility_clause(caller)
     if clause is not None:
         query = query.where(Event.blocker_id.in_(select(Blocker.id).where(clause)))
