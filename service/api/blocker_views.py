@@ -114,7 +114,9 @@ def blocker_out(
         external_ref=blocker.external_ref,
         reported_by=blocker.reported_by,
         warnings=list(blocker.warnings),
-        allowed_actions=allowed_actions(
+        allowed_actions=[]
+        if caller is not None and not caller.has("write")
+        else allowed_actions(
             session, ctx, blocker, actor_for(caller) if caller is not None else None
         ),
         created_at=local_iso(blocker.created_at, tz),

@@ -342,7 +342,10 @@ def _own_webhooks(caller: Principal):
         query = query.join(Channel, Channel.id == WebhookSubscription.channel_id).where(
             or_(
                 WebhookSubscription.api_key_id == caller.key_id,
-                WebhookSubscription.api_key_id.is_(None) & (Channel.unit_id == caller.unit_id),
+                # Made before keys were recorded by a unit's key (the admin's have no unit).
+                WebhookSubscription.api_key_id.is_(None)
+                & WebhookSubscription.unit_id.is_not(None)
+                & (Channel.unit_id == caller.unit_id),
             )
         )
     return query

@@ -111,7 +111,13 @@ def notification_clause(caller: Principal):
     in_units = units_in_scope(caller)
     foreign = select(WebhookSubscription.channel_id).where(
         WebhookSubscription.channel_id.is_not(None),
-        or_(WebhookSubscription.unit_id.is_(None), WebhookSubscription.unit_id.not_in(in_units)),
+        or_(
+            WebhookSubscription.unit_id.is_(None),
+            WebhookSubscription.unit_id.not_in(in_units),
+            # Another key's (another system's, even of the same unit).
+            WebhookSubscription.api_key_id.is_not(None)
+            & (WebhookSubscription.api_key_id != caller.key_id),
+        ),
     )
     own_channels = select(Channel.id).where(Channel.unit_id.in_(in_units))
     # (A subscription's channel is filed under some unit too; it is never "its own".)

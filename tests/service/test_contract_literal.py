@@ -79,6 +79,7 @@ def test_allowed_actions_are_those_of_the_key_that_asks(db_url):
         assert "verify" in offered(taskforce) and "verify" in offered(ADMIN)
         listed = ok(client.get("/api/v1/blockers", headers=wy))["items"]
         assert [set(b["allowed_actions"]) for b in listed] == [offered(wy)]
+        assert offered(create_key(client, "wy", scopes=("read",))) == set()  # it may only read
 
 
 def test_a_created_blocker_has_its_etag_and_is_found_by_external_ref(db_url):

@@ -40,10 +40,16 @@ def test_a_unit_key_sees_its_groups_and_its_blockers_but_not_another_partys_subs
         assert {n["id"] for n in every} - province == {n["id"] for n in seen}
         stranger = next(iter(province))
         assert client.post(f"/api/v1/notifications/{stranger}/retry", headers=wy_key).status_code == 403
-        # The city taskforce oversees the county's subscription, not the admin's.
+        # The city taskforce oversees the county's groups, not the deliveries to another
+        # system's subscription (the county's, the admin's): those are their key's alone.
         city_seen = {n["id"] for n in ok(client.get("/api/v1/notifications?limit=500",
                                                     headers=create_key(client, "xx-zb")))["items"]}
-        assert not province & city_seen and {n["id"] for n in seen} <= city_seen
+        county_hook = {n["id"] for n in seen if n["channel_kind"] == "webhook"}
+        assert county_hook and not (province | county_hook) & city_seen
+        assert {n["id"] for n in seen} - county_hook <= city_seen
+        other_wy_key = {n["id"] for n in ok(client.get("/api/v1/notifications?limit=500",
+                                                       headers=create_key(client, "wy")))["items"]}
+        assert not county_hook & other_wy_key
         own_digest = next(n["id"] for n in seen if n["kind"] == "daily_digest")
         assert client.post(f"/api/v1/notifications/{own_digest}/retry", headers=wy_key).status_code == 202
 
@@ -81,3 +87,9 @@ def test_a_subscription_follows_what_its_key_sees_and_belongs_to_that_key(db_url
         assert ok(client.get("/api/v1/webhooks", headers=other))["items"] == []
         assert client.delete(f"/api/v1/webhooks/{subs['wy']['id']}", headers=other).status_code == 404
         assert [w["id"] for w in ok(client.get("/api/v1/webhooks", headers=keys["wy"]))["items"]] == [subs["wy"]["id"]]
+        # The admin's subscription (no key, filed under the root unit) is not the root unit's.
+        admins = ok(client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/all", "secret": "s",
+                                                          "events": ["*"]}, headers=ADMIN), 201)
+        root = create_key(client, "xx")
+        assert ok(client.get("/api/v1/webhooks", headers=root))["items"] == []
+        assert client.delete(f"/api/v1/webhooks/{admins['id']}", headers=root).status_code == 404
