@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
@@ -62,6 +62,11 @@ EVENT_TYPES = (
 )
 
 
+# A secret is signed with exactly as given: never trimmed, or every signature would differ
+# from the one the receiver computes with the secret it was told.
+Secret = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
 class ChannelCreate(Strict):
     unit: str = Field(min_length=1, max_length=64)
     kind: Literal["wecom", "dingtalk", "feishu", "webhook", "email"]
@@ -70,7 +75,7 @@ class ChannelCreate(Strict):
         max_length=2000,
         examples=["https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx"],
     )
-    secret: str | None = Field(
+    secret: Secret | None = Field(
         None, max_length=500, description="DingTalk/Feishu signing secret, webhook HMAC key"
     )
 
@@ -205,7 +210,7 @@ def list_channels(
 
 class ChannelUpdate(Strict):
     url: str | None = Field(None, min_length=1, max_length=2000)
-    secret: str | None = Field(None, max_length=500, description="null removes it")
+    secret: Secret | None = Field(None, max_length=500, description="null removes it")
     enabled: StrictBool | None = Field(None, description="false: nothing more goes to this channel")
 
 
@@ -255,7 +260,7 @@ class WebhookCreate(Strict):
     url: str = Field(
         min_length=1, max_length=2000, examples=["https://gtzz.example.gov.cn/duban/hook"]
     )
-    secret: str = Field(
+    secret: Secret = Field(
         min_length=1, max_length=500, description="Signs every delivery (HMAC-SHA256)"
     )
     events: list[Literal[EVENT_TYPES]] = Field(

@@ -95,3 +95,17 @@ def test_a_created_blocker_has_its_etag_and_is_found_by_external_ref(db_url):
         create_blocker(client, "P1", external_ref="GT-8")
         found = ok(client.get("/api/v1/blockers", params={"external_ref": "GT-7"}, headers=ADMIN))["items"]
         assert [b["id"] for b in found] == [first.json()["id"]]
+
+
+def test_a_secret_is_signed_with_exactly_as_given(sqlite_url):
+    from tests.notifiers.fakes import WebhookReceiver
+    from tests.service.test_end_to_end_notifications import deliver
+
+    with WebhookReceiver(" padded secret ") as hook, make_client(sqlite_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        body = {"url": hook.url, "secret": " padded secret ", "events": ["blocker.created"]}
+        ok(client.post("/api/v1/webhooks", json=body, headers=ADMIN), 201)
+        create_blocker(client, "P1")
+        deliver(client, 2)
+        assert len(hook.deliveries) == 1 and hook.rejected == 0
