@@ -5,8 +5,8 @@ Receivers are found by tags on units, so a city configures its ladder in data:
 ``sector:<category>`` on a deputy mayor's office, ``city_government`` (市政府).
 
 A city whose units carry no tags (api.md's unit has none) gets the ladder its units' own
-kinds and names say: the city's general taskforce is its `taskforce` named 综合…,
-…领导小组办公室 or "General …" (or its only city-level taskforce); the executive vice
+kinds and names say: the city's general taskforce is its `taskforce` named 综合专班 (else
+综合…), …领导小组办公室 or "General Taskforce …" (or its only city-level taskforce); the executive vice
 mayor, a `leader` named 常务… or "Executive …" (or its only city-level leader); a sector's
 deputy mayor, a `leader` whose name holds the category (分管副市长（用地）); the city
 government, the city itself. A tag, where one is set, always wins.
@@ -35,7 +35,13 @@ def city_of(session: Session, unit: Unit) -> Unit:
     return chain[0] if chain else unit
 
 
-GENERAL_TASKFORCE_NAMES = ("综合", "领导小组办公室", "general", "leading group")
+GENERAL_TASKFORCE_NAMES = (
+    "综合专班",
+    "综合",
+    "领导小组办公室",
+    "general taskforce",
+    "leading group",
+)
 EXECUTIVE_NAMES = ("常务", "executive")
 
 
@@ -49,16 +55,22 @@ def _by_convention(units: list[Unit], city: Unit, tag: str) -> Unit | None:
     in_city = [u for u in units if u.level == city.level and not u.tags]
     if tag == "general_taskforce":
         taskforces = [u for u in in_city if u.kind == "taskforce"]
-        named = [u for u in taskforces if _named(u, GENERAL_TASKFORCE_NAMES)]
-        return named[0] if named else (taskforces[0] if len(taskforces) == 1 else None)
+        # The most telling name first: 综合专班 before a mere 综合…, "General Taskforce"
+        # rather than "General Aviation Taskforce".
+        for word in GENERAL_TASKFORCE_NAMES:
+            named = [u for u in taskforces if _named(u, (word,))]
+            if named:
+                return named[0]
+        return taskforces[0] if len(taskforces) == 1 else None
     leaders = [u for u in in_city if u.kind == "leader"]
     if tag == "executive_vice_mayor":
         named = [u for u in leaders if _named(u, EXECUTIVE_NAMES)]
         return named[0] if named else (leaders[0] if len(leaders) == 1 else None)
     if tag.startswith("sector:") and tag[len("sector:") :]:
-        category = tag[len("sector:") :]
+        category = tag[len("sector:") :].lower()
         return next(
-            (u for u in leaders if category in u.name and not _named(u, EXECUTIVE_NAMES)), None
+            (u for u in leaders if category in u.name.lower() and not _named(u, EXECUTIVE_NAMES)),
+            None,
         )
     return None
 

@@ -332,7 +332,8 @@ def test_a_city_named_in_english_gets_its_ladder_too(db_url):
     with make_client(db_url) as client:
         _units(client, (
             ("city", "City Government", "city", "government", None),
-            ("gtf", "General Taskforce", "city", "taskforce", "city"),
+            ("atf", "General Aviation Taskforce", "city", "taskforce", "city"),
+            ("gtf", "General Taskforce for Key Projects", "city", "taskforce", "city"),
             ("ttf", "Transport Taskforce", "city", "taskforce", "city"),
             ("evm", "Executive Vice Mayor Office", "city", "leader", "city"),
             ("dm", "Deputy Mayor Office", "city", "leader", "city"),
