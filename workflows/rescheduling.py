@@ -73,7 +73,9 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
         if not set(range(earliest.year, blocker.deadline.year + 1)) & years:
             continue
         candidates = [d for at, spec in rules if (d := _deadline_by(cal, at, spec)) is not None]
-        new = max(candidates) if candidates else blocker.deadline
+        # Never into the past: a correction that takes days back leaves the unit today, not
+        # an escalation for a deadline it could not see coming.
+        new = max([*candidates, min(blocker.deadline, today)]) if candidates else blocker.deadline
         if new == blocker.deadline:
             blocker.warnings = calendar_warnings(cal, today, blocker.deadline)
             continue

@@ -330,3 +330,19 @@ def test_a_deadline_that_passed_stays_passed_when_the_calendar_changes(db_url):
         # Not a state `deadline` (已逾期) that is not overdue: the escalation made stands.
         stays = _detail(client, b["id"])
         assert (stays["deadline"], stays["state"], stays["overdue"]) == ("2027-01-01", "deadline", True)
+
+
+def test_a_correction_never_moves_a_deadline_into_the_past(db_url):
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        _setup(client)
+        b = _assigned(client, {"working_days": 10})
+        assert b["deadline"] == "2026-03-16"
+        ok(client.post(f"/api/v1/blockers/{b['id']}/acknowledge", json={}, headers=ADMIN))
+        _set(client, "2026-03-13T10:00:00+08:00")
+        calendar = ok(client.get("/api/v1/calendar/2026", headers=ADMIN))
+        body = {"holidays": calendar["holidays"], "workdays": sorted([*calendar["workdays"], "2026-03-07", "2026-03-08"])}
+        ok(client.put("/api/v1/calendar/2026", json=body, headers=ADMIN))  # counts to the 12th
+        moved = _detail(client, b["id"])
+        assert (moved["deadline"], moved["overdue"], moved["state"]) == ("2026-03-13", False, "supervised")
+        ok(client.post("/api/v1/admin/clock", json={"advance": "PT1H"}, headers=ADMIN))
+        assert _detail(client, b["id"])["escalation_level"] == 0
