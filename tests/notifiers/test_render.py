@@ -253,6 +253,16 @@ def test_a_unit_escalated_for_ranking_last_reaches_every_chat_platform(platform,
     assert "截至2026年4月" in content and "由分管领导约谈" in content and "常务副市长办公室" in content
 
 
+def test_forty_units_tied_for_last_leave_the_table_in_the_message():
+    context = briefing_context(41, 1)
+    context["lasts"] = [{"name": r["name"], "unit_id": r["unit_id"], "times": 1} for r in context["rows"][1:]]
+    text = render("monthly_briefing", context, BASE).markdown
+    assert "新乡高新技术产业开发区第2管理委员会、" in text and "等 40 个单位并列排名末位，予以通报批评。" in text
+    # One line, then the table: the rows start within the first 600 bytes (they used to
+    # start after 40 sentences, ~4 KB, and the 4,096-byte cut left one row).
+    assert len(text[: text.index("\n1. ")].encode()) < 600
+
+
 def test_the_briefing_escalates_the_wording_for_repeated_last_places():
     said = {
         times: render("monthly_briefing", briefing_context(3, times), BASE).text
