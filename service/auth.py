@@ -64,6 +64,11 @@ class Principal:
             return True
         return bool(path and self.scope_path and path.startswith(self.scope_path))
 
+    def administers(self, path: str | None) -> bool:
+        """Whether the unit tree at `path` (units, officers) is open to this key: the `admin`
+        scope administers the whole tree, which it lists; other keys their jurisdiction."""
+        return "admin" in self.scopes or self.sees_path(path)
+
     @property
     def is_taskforce(self) -> bool:
         return self.unit_kind == "taskforce" and self.unit_level in ("city", "province")

@@ -118,6 +118,6 @@ def get_officer(
 ) -> OfficerOut:
     officer = session.get(Officer, officer_id)
     unit = session.get(Unit, officer.unit_id) if officer else None
-    if officer is None or unit is None or not caller.sees_path(unit.path):
+    if officer is None or unit is None or not caller.administers(unit.path):
         raise Problem(404, f"There is no officer {officer_id} that this key can see.")
     return officer_out(session, officer, request)

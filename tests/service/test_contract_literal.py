@@ -52,9 +52,14 @@ def test_a_key_with_the_admin_scope_still_keeps_to_its_jurisdiction(db_url):
         listed = ok(client.get("/api/v1/blockers", headers=wy_admin))["items"]
         assert [b["id"] for b in listed] == [ours]
         assert ok(client.get(f"/api/v1/blockers/{theirs}", headers=ADMIN))["version"] == 2
-        # It still administers: a unit, an officer.
-        unit = {"code": "wy-z", "name": "某镇", "level": "township", "kind": "government", "parent": "wy"}
+        # It still administers the whole tree, and reads back what it lists or creates.
+        unit = {"code": "hj-z", "name": "某镇", "level": "township", "kind": "government", "parent": "hj"}
         ok(client.post("/api/v1/units", json=unit, headers=wy_admin), 201)
+        listed_units = {u["code"] for u in ok(client.get("/api/v1/units?limit=500", headers=wy_admin))["items"]}
+        assert "hj-z" in listed_units and ok(client.get("/api/v1/units/hj-z", headers=wy_admin))["code"] == "hj-z"
+        officer = ok(client.post("/api/v1/officers", json={"name": "赵六", "mobile": "13900000009", "unit": "hj",
+                                                           "role": "staff"}, headers=wy_admin), 201)
+        assert ok(client.get(f"/api/v1/officers/{officer['id']}", headers=wy_admin))["unit"] == "hj"
 
 
 def test_allowed_actions_are_those_of_the_key_that_asks(db_url):
