@@ -23,7 +23,7 @@ from workflows.calendar import add_months
 from workflows.context import EngineContext
 from workflows.outbox import add_unit_message, already_written, chat_channels
 from workflows.ranked_last import escalate_ranked_last
-from workflows.ranking import standing, unit_ranking
+from workflows.ranking import by_level, standing, unit_ranking
 
 BRIEFING_AT = "09:00"
 # Rows in the message (the top, and the last): 20 long unit names with two-digit counts fit
@@ -46,10 +46,20 @@ SECTIONS = {
 }
 
 
-def _ranking(session: Session, first: date, tz, level: str | None = None) -> list[dict[str, Any]]:
-    start = datetime.combine(first, time.min, tz)
-    end = datetime.combine(_month_before(first, -1), time.min, tz)
-    return [r for r in unit_ranking(session, start, end, level=level) if r["rank"] is not None]
+Rankings = dict[date, dict[str, list[dict[str, Any]]]]
+
+
+def _month(session: Session, first: date, tz, seen: Rankings) -> dict[str, list[dict[str, Any]]]:
+    """The ranked units of the month beginning `first`, per level; each month is tallied
+    once (`seen`), for all its levels."""
+    if first not in seen:
+        start = datetime.combine(first, time.min, tz)
+        end = datetime.combine(_month_before(first, -1), time.min, tz)
+        seen[first] = {
+            level: [r for r in rows if r["rank"] is not None]
+            for level, rows in by_level(unit_ranking(session, start, end)).items()
+        }
+    return seen[first]
 
 
 def _percent(rate: float | None) -> str:
@@ -86,13 +96,13 @@ def last_place(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _months_last(
-    session: Session, month: date, tz, level: str, unit_ids: list[int]
+    session: Session, month: date, tz, level: str, unit_ids: list[int], seen: Rankings
 ) -> dict[int, int]:
     """How many months running, up to `month`, each of `unit_ids` (last in it among the
     units of `level`) was last among them."""
     times, still = dict.fromkeys(unit_ids, 1), set(unit_ids)
     for back in range(1, 12):
-        earlier = last_place(_ranking(session, _month_before(month, back), tz, level))
+        earlier = last_place(_month(session, _month_before(month, back), tz, seen).get(level, []))
         still &= {r["unit_id"] for r in earlier}
         if not still:
             break
@@ -104,16 +114,17 @@ def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any],
     """What the briefing of `month` (its first day) says, and every ranked unit (its
     recipients); None when nothing was ranked. One section per level of the ranked units,
     each with its own ranking and its own last place."""
-    levels = {r["level"] for r in _ranking(session, month, tz)}
+    seen: Rankings = {}
+    levels = {level for level, rows in _month(session, month, tz, seen).items() if rows}
     if not levels:
         return None
     ordered = [level for level in SECTIONS if level in levels] + sorted(levels - set(SECTIONS))
     room = max(5, LISTED // len(ordered))
     sections, lasts, ranked = [], [], []
     for level in ordered:
-        rows = _ranking(session, month, tz, level)
+        rows = seen[month][level]
         last = last_place(rows)
-        times = _months_last(session, month, tz, level, [r["unit_id"] for r in last])
+        times = _months_last(session, month, tz, level, [r["unit_id"] for r in last], seen)
         lasts += [
             {"name": r["name"], "unit_id": r["unit_id"], "times": times[r["unit_id"]]} for r in last
         ]

@@ -324,7 +324,8 @@ def perform(
         event=event,
         cal=cal,
         escalated=run.escalated_to is not None,
-        snapshot=blocker_snapshot(world, blocker, cal, now),
+        # For the webhooks only (the sweep's hot path when nobody subscribed).
+        snapshot=blocker_snapshot(world, blocker, cal, now) if world.has_subscriptions() else {},
     )
     _plan_timers(step, workflow, before, after, now, spec.restart, timer, run)
     _notify_units(world, ctx, blocker, action, list(spec.notify) + list(branch.notify), run, now)

@@ -214,6 +214,17 @@ def unit_ranking(
     return rows
 
 
+def by_level(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A ranking (as `unit_ranking` orders it) split per unit level, each part numbered on
+    its own: what `unit_ranking(level=…)` gives for every level, from one tally."""
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        parts.setdefault(row["level"], []).append(dict(row))
+    for part in parts.values():
+        _number(part)
+    return parts
+
+
 def _number(rows: list[dict[str, Any]]) -> None:
     """Rank sorted rows 1, 2, 2, 4…: units equal in every respect share a place. A unit
     with neither rate had nothing to rank it by: its rank is None (they sort last)."""

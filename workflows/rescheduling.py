@@ -72,14 +72,16 @@ def move_deadlines(session: Session, ctx: EngineContext, years: set[int]) -> int
         earliest = min([cal.local_date(at) for at, _ in rules] + [blocker.deadline])
         if not set(range(earliest.year, blocker.deadline.year + 1)) & years:
             continue
-        candidates = [d for at, spec in rules if (d := _deadline_by(cal, at, spec)) is not None]
+        # (the deadline each rule now gives, the rule): the later one stands.
+        given = [(d, rule) for rule in rules if (d := _deadline_by(cal, *rule)) is not None]
+        # No rule (a deadline set some other way): it stays, and only its warnings change.
+        new, (at, spec) = max(given, key=lambda p: p[0], default=(blocker.deadline, (None, None)))
         # Never into the past: a correction that takes days back leaves the unit today, not
         # an escalation for a deadline it could not see coming.
-        new = max([*candidates, min(blocker.deadline, today)]) if candidates else blocker.deadline
+        new = max(new, min(blocker.deadline, today))
         if new == blocker.deadline:
             blocker.warnings = calendar_warnings(cal, today, blocker.deadline)
             continue
-        at, spec = next((r for r in rules if _deadline_by(cal, *r) == new), rules[0])
         engine.apply(
             session,
             ctx,
