@@ -18,6 +18,7 @@ from sqlmodel import Session, SQLModel, select
 
 from service.db import note_outbox
 from service.models import (
+    ApiKey,
     Channel,
     Escalation,
     Notification,
@@ -154,9 +155,13 @@ class World:
         return list(self._once(("leads", unit.id), lambda: unit_leads(self.session, unit.id)))
 
     def _subscriptions(self) -> list[WebhookSubscription]:
-        return self._once(
-            ("subscriptions",), lambda: list(self.session.exec(select(WebhookSubscription)))
+        """Every subscription except those of a revoked key: revoking a key ends them too."""
+        query = (
+            select(WebhookSubscription)
+            .outerjoin(ApiKey, ApiKey.id == WebhookSubscription.api_key_id)
+            .where(ApiKey.revoked_at.is_(None))
         )
+        return self._once(("subscriptions",), lambda: list(self.session.exec(query)))
 
     def has_subscriptions(self) -> bool:
         return any(sub.channel_id is not None for sub in self._subscriptions())

@@ -101,7 +101,8 @@ def revoke_api_key(
 ) -> ApiKeyInfo:
     """Revoke a key for good (a lost laptop, an officer who left); admin scope. Requests
     with it answer 401 from now on in this process, and within `DUBAN_AUTH_CACHE_S`
-    seconds in every other. Revoking a revoked key changes nothing."""
+    seconds in every other; the webhook subscriptions it made receive no later event.
+    Revoking a revoked key changes nothing."""
     require_scope(caller, "admin")
     key = session.get(ApiKey, key_id)
     if key is None:

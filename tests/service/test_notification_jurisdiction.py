@@ -93,3 +93,33 @@ def test_a_subscription_follows_what_its_key_sees_and_belongs_to_that_key(db_url
         root = create_key(client, "xx")
         assert ok(client.get("/api/v1/webhooks", headers=root))["items"] == []
         assert client.delete(f"/api/v1/webhooks/{admins['id']}", headers=root).status_code == 404
+
+
+def test_a_revoked_keys_subscription_receives_nothing_more(db_url):
+    """Revoking a key (a system retired, a leaked secret) also ends what its subscriptions
+    receive: the blocker events after the revocation go to the other subscribers only."""
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        create_project(client, "P1", "wy")
+        made = ok(client.post("/api/v1/api-keys", json={"name": "县OA", "unit": "wy", "scopes": ["read", "write"]},
+                              headers=ADMIN), 201)
+        county = {"Authorization": f"Bearer {made['key']}"}
+        hooks = {
+            name: ok(client.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:9/{name}", "secret": "s",
+                                                           "events": ["*"]}, headers=headers), 201)
+            for name, headers in (("county", county), ("admin", ADMIN))
+        }
+        bid = create_blocker(client, "P1", headers=county)["id"]
+
+        def deliveries(name: str) -> list[str]:
+            rows = ok(client.get("/api/v1/notifications", params={"blocker": bid, "limit": 500},
+                                 headers=ADMIN))["items"]
+            return [r["event_type"] for r in rows if r["channel"] == hooks[name]["channel_id"]]
+
+        assert deliveries("county") == deliveries("admin") == ["blocker.created"]
+        ok(client.post(f"/api/v1/api-keys/{made['id']}/revoke", headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 1}},
+                       headers=ADMIN))
+        advance(client, "P3D")  # the acknowledgement reminder and escalation, through the sweep
+        assert "blocker.escalated" in deliveries("admin")
+        assert deliveries("county") == ["blocker.created"]
