@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, select
 
 from service.models import ApiKey, Unit
+from service.models.types import utcnow
 from service.problems import Problem
 
 KEY_PREFIX = "dbn_"
@@ -115,8 +116,14 @@ def admin_principal(token: str, admin_key: str | None) -> Principal | None:
 
 
 def principal_for_key(session: Session, token: str) -> Principal:
-    """The principal of a stored, unrevoked key, read from the database; else 401."""
-    key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(token))).first()
+    """The principal of a stored, unrevoked key, read from the database; else 401. A
+    rotated key's old secret still counts until its `previous_until` (real time)."""
+    digest = hash_key(token)
+    key = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    if key is None:
+        key = session.exec(
+            select(ApiKey).where(ApiKey.previous_hash == digest, ApiKey.previous_until > utcnow())
+        ).first()
     if key is None or key.revoked_at is not None:
         raise Problem(
             401, "This API key is unknown or revoked.", headers={"WWW-Authenticate": "Bearer"}

@@ -4,7 +4,8 @@ process, and within `DUBAN_AUTH_CACHE_S` in every other."""
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -12,6 +13,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service.api.common import (
+    A_NUMBER,
     ERROR_RESPONSES,
     BodyId,
     Cursor,
@@ -28,7 +30,10 @@ from service.auth import hash_key, new_key, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import ApiKey, Officer, Unit
+from service.models.types import utcnow
 from service.problems import Problem
+
+MAX_OVERLAP_S = 7 * 86_400  # a week to switch over at most
 
 router = APIRouter(
     prefix="/api/v1/api-keys",
@@ -56,6 +61,9 @@ class ApiKeyOut(BaseModel):
     prefix: str
     created_at: str | None
     key: str = Field(description="The secret; shown only in this answer")
+    previous_until: str | None = Field(
+        default=None, description="After a rotation: until when the old secret still works"
+    )
 
 
 class ApiKeyInfo(BaseModel):
@@ -67,6 +75,9 @@ class ApiKeyInfo(BaseModel):
     prefix: str = Field(description="The secret's first characters, to tell keys apart")
     created_at: str | None
     revoked_at: str | None = Field(description="When it was revoked; null while it works")
+    previous_until: str | None = Field(
+        default=None, description="Until when the secret before the last rotation still works"
+    )
 
 
 def key_info(session: Session, key: ApiKey, request: Request) -> ApiKeyInfo:
@@ -81,6 +92,7 @@ def key_info(session: Session, key: ApiKey, request: Request) -> ApiKeyInfo:
         prefix=key.prefix,
         created_at=local_iso(key.created_at, tz),
         revoked_at=local_iso(key.revoked_at, tz),
+        previous_until=local_iso(key.previous_until, tz) if key.previous_hash else None,
     )
 
 
@@ -110,11 +122,56 @@ def revoke_api_key(
     if key.revoked_at is None:
         key.revoked_at = request.app.state.ctx.clock.now()
         session.flush()
-        # Forget cached keys once the revocation is committed: a lookup in between would
-        # read the key still valid and cache it again.
-        principals = request.app.state.principals
-        event.listen(session, "after_commit", lambda _s: principals.forget_all(), once=True)
+        _forget_cached_keys(session, request)
     return key_info(session, key, request)
+
+
+def _forget_cached_keys(session: Session, request: Request) -> None:
+    """Forget cached keys once the change is committed: a lookup in between would read the
+    key as it was and cache it again."""
+    principals = request.app.state.principals
+    event.listen(session, "after_commit", lambda _s: principals.forget_all(), once=True)
+
+
+class ApiKeyRotate(Strict):
+    overlap_s: Annotated[int, A_NUMBER] = Field(
+        default=0,
+        ge=0,
+        le=MAX_OVERLAP_S,
+        description="Seconds the old secret keeps working beside the new one (real time), so "
+        "the system can switch without a gap; 0, the default, ends it at once",
+        examples=[3600],
+    )
+
+
+@router.post("/{key_id}/rotate", response_model=ApiKeyOut)
+def rotate_api_key(
+    key_id: RowId, request: Request, session: WriteSession, caller: Caller,
+    body: ApiKeyRotate | None = None,
+) -> ApiKeyOut:  # fmt: skip
+    """Give a key a new secret, shown once in `key`; admin scope. The key keeps its id,
+    unit, scopes and officer, and so the blockers it reported (it may still close them),
+    its `external_ref`s and its webhook subscriptions. The old secret works for
+    `overlap_s` more seconds (then, like a revoked key, within `DUBAN_AUTH_CACHE_S` in the
+    other processes). A revoked key cannot be rotated. Rotating again ends the older
+    secret at once: if an answer was lost, rotate again and use the newest."""
+    require_scope(caller, "admin")
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise Problem(404, f"There is no API key {key_id}.")
+    if key.revoked_at is not None:
+        raise Problem(409, f"API key {key_id} is revoked; create a new key instead.")
+    overlap = (body or ApiKeyRotate()).overlap_s
+    secret = new_key()
+    key.previous_hash = key.key_hash if overlap else None
+    key.previous_until = utcnow() + timedelta(seconds=overlap) if overlap else None
+    key.key_hash = hash_key(secret)
+    key.prefix = secret[:10]
+    session.flush()
+    _forget_cached_keys(session, request)
+    return ApiKeyOut(
+        **key_info(session, key, request).model_dump(exclude={"revoked_at"}), key=secret
+    )
 
 
 @router.post("", status_code=201, response_model=ApiKeyOut)

@@ -22,6 +22,12 @@ class ApiKey(SQLModel, table=True):
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     prefix: str = Field(max_length=16)
     key_hash: str = Field(max_length=64, unique=True)
+    # A rotated key's old secret, honoured until `previous_until` (real time), so that the
+    # system using it can switch without a gap; the key keeps its id and so its blockers.
+    previous_hash: str | None = Field(default=None, max_length=64, index=True)
+    previous_until: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

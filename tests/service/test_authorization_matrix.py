@@ -116,6 +116,8 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("revoke missing key", "POST", "/api/v1/api-keys/999999/revoke", None, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=404)),
+    ("rotate key", "POST", "/api/v1/api-keys/{b}/rotate", {"overlap_s": 60}, _spare_key,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("create channel", "POST", "/api/v1/channels", {"unit": "wy", "kind": "wecom", "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
     ("update channel", "PATCH", "/api/v1/channels/{b}", {"enabled": True}, _channel,
