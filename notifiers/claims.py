@@ -45,6 +45,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from notifiers.ratelimit import IN_FLIGHT
+from service.db import note_outbox
 from service.models import Channel, Notification, NotificationAttempt
 from service.models.types import utcnow
 
@@ -371,3 +372,29 @@ def requeue(session: Session, notification_id: int, now: datetime | None = None)
     session.add(row)
     session.flush()
     return row
+
+
+def requeue_many(
+    session: Session,
+    where: ColumnElement[bool],
+    now: datetime | None = None,
+    lease_s: float = LEASE_S,
+) -> int:
+    """``POST /notifications/retry``: `requeue` every dead or failed row matching `where`
+    (after an outage, a robot's key fixed), except rows on the wire right now, in one
+    statement; returns how many. Rings the outbox bell; the caller's unit of work commits."""
+    on_the_wire = exists().where(
+        NotificationAttempt.notification_id == Notification.id,
+        NotificationAttempt.error == IN_FLIGHT,
+        NotificationAttempt.at > utcnow() - timedelta(seconds=lease_s),
+    )
+    result = session.execute(
+        update(Notification)
+        .where(where, col(Notification.status).in_(("dead", "failed")), ~on_the_wire)
+        .values(status="failed", not_before=now or utcnow(), attempts=0)
+        .execution_options(synchronize_session=False)
+    )
+    count = cast(int, result.rowcount)
+    if count:
+        note_outbox(session)
+    return count

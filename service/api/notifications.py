@@ -10,15 +10,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from notifiers.claims import in_flight, requeue
+from notifiers.claims import in_flight, requeue, requeue_many
 from service.api.blocker_views import units_in_scope, visibility_clause
 from service.api.common import (
     ERROR_RESPONSES,
     MAX_ID,
+    BodyId,
     Cursor,
     Limit,
     Page,
     RowId,
+    Strict,
     decode_cursor,
     local_iso,
     page_of,
@@ -190,3 +192,40 @@ def retry_notification(
     # The row as it now stands: `failed`, due again at once (real time), attempts kept.
     answer = notification_out(session, requeued, request)
     return JSONResponse(answer.model_dump(mode="json"), status_code=202)
+
+
+class RetryMany(Strict):
+    status: Literal["dead", "failed"] = Field(
+        default="dead",
+        description="Which rows: `dead` (given up on) or `failed` (waiting for their next "
+        "automatic try, which this brings forward)",
+    )
+    channel: BodyId | None = Field(default=None, description="Only the rows to this channel")
+    blocker: BodyId | None = Field(default=None, description="Only the rows about this blocker")
+
+
+class RetryManyOut(BaseModel):
+    requeued: int = Field(description="Rows due again at once, each with its own delivery id")
+
+
+@router.post(
+    "/notifications/retry", status_code=202, response_model=RetryManyOut, tags=["notifications"]
+)
+def retry_notifications(body: RetryMany, session: WriteSession, caller: Caller) -> RetryManyOut:
+    """Requeue, at once, every dead (or failed) notification this key may retry: after a
+    receiver's outage, or once a chat robot's key is fixed. Each keeps its delivery id, so
+    receivers dedupe as usual; rows being sent right now are left to finish."""
+    require_scope(caller, "write")
+    if body.channel is not None and session.get(Channel, body.channel) is None:
+        raise Problem(404, f"There is no channel {body.channel}.")
+    if body.blocker is not None and session.get(Blocker, body.blocker) is None:
+        raise Problem(404, f"There is no blocker {body.blocker}.")
+    where = Notification.status == body.status
+    clause = notification_clause(caller)
+    if clause is not None:
+        where = where & clause
+    if body.channel is not None:
+        where = where & (Notification.channel_id == body.channel)
+    if body.blocker is not None:
+        where = where & (Notification.blocker_id == body.blocker)
+    return RetryManyOut(requeued=requeue_many(session, where))

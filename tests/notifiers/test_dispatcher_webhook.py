@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from notifiers.claims import LOST
+from notifiers.claims import LOST, requeue_many
 from notifiers.dispatcher import requeue
 from notifiers.ratelimit import IN_FLIGHT
 from notifiers.sender import Sender
-from service.models import Channel, Notification
+from service.models import Channel, Notification, NotificationAttempt
+from service.models.types import utcnow
 from tests.notifiers.fakes import WebhookReceiver
 from tests.notifiers.helpers import (
     BUSINESS_NOW,
@@ -187,6 +188,23 @@ def test_requeue_sends_a_dead_row_again(db, clock, receiver, hook):
         requeue(s, nid)
     with db.unit_of_work() as s, pytest.raises(LookupError):
         requeue(s, 999)
+
+
+def test_requeue_many_skips_a_row_on_the_wire_and_pending_rows(db, clock, receiver, hook):
+    receiver.script = [400, 400, 400]
+    dead = create_notifications(db, hook, 3, kind="webhook")
+    make_dispatcher(db, clock).dispatch_once()
+    assert [r.status for r in rows(db, dead)] == ["dead"] * 3
+    waiting = create_notifications(db, hook, 1, kind="webhook")[0]
+    with db.unit_of_work() as s:  # a manual retry of the first is being sent right now
+        s.get(Notification, dead[0]).status = "failed"
+        s.add(NotificationAttempt(notification_id=dead[0], at=utcnow(), error=IN_FLIGHT))
+    with db.unit_of_work() as s:
+        count = requeue_many(s, Notification.channel_id == hook, now=clock())
+    assert count == 2
+    states = {r.id: (r.status, r.attempts) for r in rows(db, [*dead, waiting])}
+    assert states == {dead[0]: ("failed", 1), dead[1]: ("failed", 0), dead[2]: ("failed", 0),
+                      waiting: ("pending", 0)}
 
 
 def test_pending_rows_follow_business_time_and_retries_follow_real_time(db, clock, receiver, hook):

@@ -150,6 +150,8 @@ MATRIX = [
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=200, admin=200)),
     ("retry notification", "POST", "/api/v1/notifications/{b}/retry", None, _notification,
      dict(none=401, wrong_unit=403, read_only=403, unit=202, taskforce=202, admin=202)),
+    ("retry notifications", "POST", "/api/v1/notifications/retry", {}, _notification,  # each its own rows
+     dict(none=401, wrong_unit=202, read_only=403, unit=202, taskforce=202, admin=202)),
     ("acknowledge missing escalation", "POST", "/api/v1/escalations/999999/acknowledge", {}, None,
      dict(none=401, wrong_unit=404, read_only=403, unit=404, taskforce=404, admin=404)),
     ("retry missing notification", "POST", "/api/v1/notifications/999999/retry", None, None,

@@ -100,3 +100,52 @@ def test_one_robot_is_one_channel_however_its_url_is_spelt(sqlite_url):
         assert twin.status_code == 409, twin.text
         # Another secret on the same URL: a rotation in progress.
         ok(client.post("/api/v1/webhooks", json={**hook, "secret": "n3w-secret-456"}, headers=ADMIN), 201)
+
+
+def test_after_an_outage_every_dead_row_a_key_may_retry_is_requeued_in_one_call(db_url):
+    """The county's robot key was wrong for a while: its rows went dead. Once fixed, one
+    call requeues them all (a unit's key: only its own), each keeping its delivery id."""
+    with WeComRobot({"wy-key", "hj-key"}) as wecom, make_client(db_url) as client:
+        city(client)
+        channels = {
+            unit: ok(client.post("/api/v1/channels", json={"unit": unit, "kind": "wecom", "url": wecom.url("wrong-" + unit)},
+                                 headers=ADMIN), 201)["id"]
+            for unit in ("wy", "hj")
+        }
+        create_project(client, "P1", "wy")
+        create_project(client, "P2", "hj")
+        for project, unit in (("P1", "wy"), ("P1", "wy"), ("P2", "hj")):
+            bid = create_blocker(client, project)["id"]
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": unit, "deadline": {"working_days": 5}},
+                           headers=ADMIN))
+        deliver(client, 2)
+        dead = ok(client.get("/api/v1/notifications", params={"status": "dead"}, headers=ADMIN))["items"]
+        assert sorted(r["channel"] for r in dead) == sorted([channels["wy"]] * 2 + [channels["hj"]])
+        wy_key = create_key(client, "wy")
+
+        # Refused, changing nothing: bad filters, unknown things, a read-only key.
+        for body in ({"status": "sent"}, {"status": "pending"}, {"channel": "1"}, {"blocker": 0}, {"unknown": 1}):
+            answer = client.post("/api/v1/notifications/retry", json=body, headers=wy_key)
+            assert answer.status_code == 422, (body, answer.text)
+        assert client.post("/api/v1/notifications/retry", json={"channel": 999999}, headers=wy_key).status_code == 404
+        reader = create_key(client, "wy", scopes=("read",))
+        assert client.post("/api/v1/notifications/retry", json={}, headers=reader).status_code == 403
+        assert len(ok(client.get("/api/v1/notifications", params={"status": "dead"}, headers=ADMIN))["items"]) == 3
+
+        for unit in ("wy", "hj"):
+            ok(client.patch(f"/api/v1/channels/{channels[unit]}", json={"url": wecom.url(unit + "-key")}, headers=ADMIN))
+        # The county's key requeues its own two rows, not hj's; asked again, nothing is dead.
+        assert ok(client.post("/api/v1/notifications/retry", json={}, headers=wy_key), 202) == {"requeued": 2}
+        assert ok(client.post("/api/v1/notifications/retry", json={}, headers=wy_key), 202) == {"requeued": 0}
+        deliver(client, 2)
+        after = {r["id"]: r for r in ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]}
+        for row in dead:
+            assert after[row["id"]]["delivery_id"] == row["delivery_id"]
+            assert after[row["id"]]["status"] == ("sent" if row["channel"] == channels["wy"] else "dead")
+        assert len(wecom.messages) == 2
+        # The admin's call, for one channel.
+        answer = client.post("/api/v1/notifications/retry", json={"channel": channels["hj"]}, headers=ADMIN)
+        assert ok(answer, 202) == {"requeued": 1}
+        deliver(client, 2)
+        assert {r["status"] for r in ok(client.get("/api/v1/notifications", headers=ADMIN))["items"]} == {"sent"}
+        assert len(wecom.messages) == 3
