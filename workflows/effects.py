@@ -127,6 +127,12 @@ def set_assignment(run: Run) -> None:
             raise _invalid(
                 f"officer_id: officer {p['officer_id']} is not in unit '{unit.code}'.", "officer_id"
             )
+        if not officer.active:
+            raise _invalid(
+                f"officer_id: officer {officer.id} ({officer.name}) has left the post "
+                "(inactive); choose another officer.",
+                "officer_id",
+            )
     assisting = []
     for code in p.get("assisting_units") or []:
         other = session.exec(select(Unit).where(Unit.code == code)).first()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from sqlalchemy import true
 from sqlmodel import Session, SQLModel, select
 
 from service.db import note_outbox
@@ -149,7 +150,7 @@ class World:
         """Whom to @ in the unit's group: the blocker's officer there, else the unit's leads."""
         if blocker.officer_id and blocker.unit_id == unit.id:
             officer = self._get(Officer, blocker.officer_id)
-            if officer is not None:
+            if officer is not None and officer.active:
                 return [officer.mobile]
 
         return list(self._once(("leads", unit.id), lambda: unit_leads(self.session, unit.id)))
@@ -234,7 +235,9 @@ def unit_leads(session: Session, unit_id: int) -> list[str]:
     """The mobiles to @ in a unit's group about the unit itself: its leads and liaisons."""
     rows = session.exec(
         select(Officer.mobile)
-        .where(Officer.unit_id == unit_id, Officer.role.in_(MENTION_ROLES))
+        .where(
+            Officer.unit_id == unit_id, Officer.role.in_(MENTION_ROLES), Officer.active == true()
+        )
         .order_by(Officer.id)
     )
     return list(rows)[:MAX_MENTIONS]

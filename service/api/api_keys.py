@@ -26,10 +26,11 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
+from service.api.officers import active_officer
 from service.auth import hash_key, new_key, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
-from service.models import ApiKey, Officer, Unit
+from service.models import ApiKey, Unit
 from service.models.types import utcnow
 from service.problems import Problem
 
@@ -189,8 +190,8 @@ def create_api_key(
 def _create(body: ApiKeyCreate, request: Request, session: Session) -> ApiKeyOut:
     unit = unit_by_code(session, body.unit)
     if body.officer_id is not None:
-        officer = session.get(Officer, body.officer_id)
-        if officer is None or officer.unit_id != unit.id:
+        officer = active_officer(session, body.officer_id, "officer_id")
+        if officer.unit_id != unit.id:
             raise Problem(
                 422,
                 f"officer_id: officer {body.officer_id} is not an officer of unit '{unit.code}'.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlmodel import Session, select
 
 from service.api.common import (
@@ -34,13 +34,30 @@ router = APIRouter(
 )
 
 
+MOBILE = r"^\+?[0-9]{6,15}$"
+Role = Literal["lead", "liaison", "leader", "staff"]
+
+
 class OfficerCreate(Strict):
     name: str = Field(min_length=1, max_length=100, examples=["王建国"])
-    mobile: str = Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800000001"])
+    mobile: str = Field(pattern=MOBILE, examples=["13800000001"])
     unit: str = Field(min_length=1, max_length=64, examples=["xx-fgw"])
-    role: Literal["lead", "liaison", "leader", "staff"]
+    role: Role
     wecom_userid: str | None = Field(None, max_length=64)
     dingtalk_userid: str | None = Field(None, max_length=64)
+
+
+class OfficerUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    mobile: str | None = Field(None, pattern=MOBILE, examples=["13900000002"])
+    role: Role | None = None
+    wecom_userid: str | None = Field(None, max_length=64, description="null removes it")
+    dingtalk_userid: str | None = Field(None, max_length=64, description="null removes it")
+    active: StrictBool | None = Field(
+        None,
+        description="false: the officer has left the post: no longer @-ed in chat groups, "
+        "assigned blockers or bound to new API keys; true: back",
+    )
 
 
 class OfficerOut(BaseModel):
@@ -51,6 +68,7 @@ class OfficerOut(BaseModel):
     role: str
     wecom_userid: str | None
     dingtalk_userid: str | None
+    active: bool
     created_at: str | None
 
 
@@ -64,6 +82,7 @@ def officer_out(session: Session, officer: Officer, request: Request) -> Officer
         role=officer.role,
         wecom_userid=officer.wecom_userid,
         dingtalk_userid=officer.dingtalk_userid,
+        active=officer.active,
         created_at=local_iso(officer.created_at, request.app.state.settings.tz),
     )
 
@@ -121,3 +140,43 @@ def get_officer(
     if officer is None or unit is None or not caller.administers(unit.path):
         raise Problem(404, f"There is no officer {officer_id} that this key can see.")
     return officer_out(session, officer, request)
+
+
+@router.patch("/{officer_id}", response_model=OfficerOut)
+def update_officer(
+    officer_id: RowId, body: OfficerUpdate, request: Request, session: WriteSession, caller: Caller
+) -> OfficerOut:
+    """Correct an officer (a new mobile, a new role) or mark one who left the post
+    `"active": false`; admin scope. The officer stays in the timelines that name them; the
+    blockers assigned to them @ their unit's leads until they are reassigned."""
+    require_scope(caller, "admin")
+    officer = session.get(Officer, officer_id)
+    unit = session.get(Unit, officer.unit_id) if officer else None
+    if officer is None or unit is None or not caller.administers(unit.path):
+        raise Problem(404, f"There is no officer {officer_id} that this key can see.")
+    given = body.model_fields_set
+    if not given:
+        raise Problem(422, f"Give at least one of {', '.join(OfficerUpdate.model_fields)}.")
+    for name in given:
+        value = getattr(body, name)
+        if value is None and name in ("name", "mobile", "role", "active"):
+            raise Problem(422, f"{name}: an officer always has one; give a value.", field=name)
+        setattr(officer, name, value)
+    session.add(officer)
+    session.flush()
+    return officer_out(session, officer, request)
+
+
+def active_officer(session: Session, officer_id: int, field: str) -> Officer:
+    """The officer `officer_id` for a new assignment, key or project; 422 if unknown or gone."""
+    officer = session.get(Officer, officer_id)
+    if officer is None:
+        raise Problem(422, f"{field}: there is no officer {officer_id}.", field=field)
+    if not officer.active:
+        raise Problem(
+            422,
+            f"{field}: officer {officer_id} ({officer.name}) has left the post (inactive); "
+            "choose another officer.",
+            field=field,
+        )
+    return officer

@@ -22,10 +22,11 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
+from service.api.officers import active_officer
 from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
-from service.models import Blocker, Officer, Project, Unit
+from service.models import Blocker, Project, Unit
 from service.models.blocker import CLOSED_STATES, OVERDUE_STATES, is_overdue
 from service.problems import Problem
 
@@ -179,15 +180,8 @@ def create_project(body: ProjectCreate, request: Request, session: WriteSession,
             raise Problem(
                 409, f"code: a project with code '{body.code}' already exists.", field="code"
             )
-        if (
-            body.leader_officer_id is not None
-            and session.get(Officer, body.leader_officer_id) is None
-        ):
-            raise Problem(
-                422,
-                f"leader_officer_id: there is no officer {body.leader_officer_id}.",
-                field="leader_officer_id",
-            )
+        if body.leader_officer_id is not None:
+            active_officer(session, body.leader_officer_id, "leader_officer_id")
         project = Project(
             **body.model_dump(exclude={"county"}),
             county_unit_id=county.id,

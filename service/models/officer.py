@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column
+from sqlalchemy import Boolean, Column, true
 from sqlmodel import Field, SQLModel
 
 from service.models.types import UTCDateTime, utcnow
@@ -22,6 +22,10 @@ class Officer(SQLModel, table=True):
     role: str = Field(max_length=16)
     wecom_userid: str | None = Field(default=None, max_length=64)
     dingtalk_userid: str | None = Field(default=None, max_length=64)
+    # False once the officer has left the post: no longer @-ed, assigned or bound to keys.
+    active: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, server_default=true())
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )

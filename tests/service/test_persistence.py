@@ -35,7 +35,8 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     """A deployed 0001 database upgrades in place: step back one revision at a time and
     forward again; the outbox history index comes and goes with 0002, unit escalations
     (no blocker) with 0003, the events' writing transaction (the feed's order) with 0004,
-    a subscription's key with 0005, a rotated key's old secret with 0006."""
+    a subscription's key with 0005, a rotated key's old secret with 0006, an officer's
+    `active` with 0007."""
 
     def indexes() -> set[str]:
         inspector = inspect(db.write_engine)
@@ -56,6 +57,9 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
         columns = inspect(db.write_engine).get_columns("api_keys")
         return {"previous_hash", "previous_until"} <= {c["name"] for c in columns}
 
+    def officer_active() -> bool:
+        return "active" in {c["name"] for c in inspect(db.write_engine).get_columns("officers")}
+
     def blocker_optional() -> bool:
         columns = inspect(db.write_engine).get_columns("escalations")
         return next(c for c in columns if c["name"] == "blocker_id")["nullable"]
@@ -64,6 +68,9 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     try:
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
         assert blocker_optional() and event_tx() and webhook_owner() and key_rotation()
+        assert officer_active()
+        migrations.downgrade(db_url, "0006")
+        assert key_rotation() and not officer_active()
         migrations.downgrade(db_url, "0005")
         assert webhook_owner() and not key_rotation()
         migrations.downgrade(db_url, "0004")
@@ -78,6 +85,7 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
         migrations.upgrade(db_url)
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
         assert blocker_optional() and event_tx() and webhook_owner() and key_rotation()
+        assert officer_active()
     finally:
         db.dispose()
 
