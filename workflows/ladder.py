@@ -2,7 +2,9 @@
 
 Receivers are found by tags on units, so a city configures its ladder in data:
 ``general_taskforce`` (综合专班), ``executive_vice_mayor`` (常务副市长),
-``sector:<category>`` on a deputy mayor's office, ``city_government`` (市政府).
+``sector:<category>`` on a deputy mayor's office, ``city_government`` (市政府); and
+``oversees:<unit code>`` on the office of the leader in charge of that unit (its 分管领导),
+who holds the 约谈 of a unit ranked last twice.
 
 A city whose units carry no tags (api.md's unit has none) gets the ladder its units' own
 kinds and names say: the city's general taskforce is its `taskforce` named 综合专班 (else
@@ -109,6 +111,12 @@ def receiver_for(
         leader = None if cross else _tagged(session, city, f"sector:{category}")
         return leader or _tagged(session, city, "executive_vice_mayor") or government
     return government
+
+
+def overseer(session: Session, unit: Unit) -> Unit | None:
+    """The office of the leader in charge of `unit` (its 分管领导), if the city says so: the
+    unit tagged ``oversees:<the unit's code>``."""
+    return _tagged(session, city_of(session, unit), f"oversees:{unit.code}")
 
 
 def general_taskforce(session: Session, unit: Unit) -> Unit:

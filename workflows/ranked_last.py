@@ -47,7 +47,9 @@ def escalate_ranked_last(
     )
     if session.exec(taken).first() is not None:
         return None
-    target = ladder.receiver_for(session, definition, level, unit, "")
+    # 分管领导约谈: the unit's own leader in charge where the city has said who that is.
+    in_charge = ladder.overseer(session, unit) if level == 2 else None
+    target = in_charge or ladder.receiver_for(session, definition, level, unit, "")
     year, mon = month.split("-")
     entry = Escalation(
         blocker_id=None,

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service.api.common import (
@@ -22,6 +21,7 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
+    forget_cached_keys,
     local_iso,
     page_of,
     unit_by_code,
@@ -123,15 +123,8 @@ def revoke_api_key(
     if key.revoked_at is None:
         key.revoked_at = request.app.state.ctx.clock.now()
         session.flush()
-        _forget_cached_keys(session, request)
+        forget_cached_keys(session, request)
     return key_info(session, key, request)
-
-
-def _forget_cached_keys(session: Session, request: Request) -> None:
-    """Forget cached keys once the change is committed: a lookup in between would read the
-    key as it was and cache it again."""
-    principals = request.app.state.principals
-    event.listen(session, "after_commit", lambda _s: principals.forget_all(), once=True)
 
 
 class ApiKeyRotate(Strict):
@@ -169,7 +162,7 @@ def rotate_api_key(
     key.key_hash = hash_key(secret)
     key.prefix = secret[:10]
     session.flush()
-    _forget_cached_keys(session, request)
+    forget_cached_keys(session, request)
     return ApiKeyOut(
         **key_info(session, key, request).model_dump(exclude={"revoked_at"}), key=secret
     )

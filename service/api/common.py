@@ -10,9 +10,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service.auth import Principal
@@ -173,3 +174,10 @@ def visible_unit_or_404(session: Session, principal: Principal, code: str) -> Un
     if unit is None or not principal.administers(unit.path):
         raise Problem(404, f"There is no unit '{code}' that this key can see.")
     return unit
+
+
+def forget_cached_keys(session: Session, request: Request) -> None:
+    """Forget the process's cached API keys once this unit of work commits (a key revoked
+    or rotated, a unit changed); a lookup in between would cache the old state again."""
+    principals = request.app.state.principals
+    event.listen(session, "after_commit", lambda _s: principals.forget_all(), once=True)

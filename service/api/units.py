@@ -15,6 +15,7 @@ from service.api.common import (
     Page,
     Strict,
     decode_cursor,
+    forget_cached_keys,
     local_iso,
     page_of,
     unit_by_code,
@@ -53,6 +54,17 @@ class UnitCreate(Strict):
     )
 
 
+class UnitUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="The unit's ladder tags, all of them (replacing the old); null or [] "
+        "removes them",
+        examples=[["sector:用地", "oversees:xx-zrj"]],
+    )
+
+
 class UnitOut(BaseModel):
     id: int
     code: str
@@ -84,8 +96,7 @@ def create_unit(body: UnitCreate, request: Request, session: WriteSession, calle
     require_scope(caller, "admin")
 
     def create() -> tuple[int, UnitOut]:
-        if any(len(tag) > 64 for tag in body.tags):
-            raise Problem(422, "tags: each tag is at most 64 characters.", field="tags")
+        _check_tags(body.tags)
         if session.exec(select(Unit.id).where(Unit.code == body.code)).first() is not None:
             raise Problem(
                 409, f"code: a unit with code '{body.code}' already exists.", field="code"
@@ -132,3 +143,35 @@ def list_units(
 @router.get("/{code}", response_model=UnitOut)
 def get_unit(code: str, request: Request, session: ReadSession, caller: Caller) -> UnitOut:
     return unit_out(session, visible_unit_or_404(session, caller, code), request)
+
+
+def _check_tags(tags: list[str] | None) -> None:
+    if any(not tag or len(tag) > 64 for tag in tags or []):
+        raise Problem(422, "tags: each tag has 1 to 64 characters.", field="tags")
+
+
+@router.patch("/{code}", response_model=UnitOut)
+def update_unit(
+    code: str, body: UnitUpdate, request: Request, session: WriteSession, caller: Caller
+) -> UnitOut:
+    """Rename a unit (机构改革) or change its ladder tags; admin scope. Its code, level,
+    kind and place in the tree stay. The ladder reads the tags at each escalation, so a
+    change applies to the next one; escalations already made keep their receivers."""
+    require_scope(caller, "admin")
+    unit = session.exec(select(Unit).where(Unit.code == code)).first()
+    if unit is None or not caller.administers(unit.path):
+        raise Problem(404, f"There is no unit with code '{code}' that this key can see.")
+    given = body.model_fields_set
+    if not given:
+        raise Problem(422, "Give at least one of name, tags.")
+    if "name" in given:
+        if body.name is None:
+            raise Problem(422, "name: a unit always has a name; give one.", field="name")
+        unit.name = body.name
+    if "tags" in given:
+        _check_tags(body.tags)
+        unit.tags = list(body.tags or [])
+    session.add(unit)
+    session.flush()
+    forget_cached_keys(session, request)  # keys cache their unit's tags and name
+    return unit_out(session, unit, request)

@@ -106,6 +106,8 @@ MATRIX = [
      dict(none=401, wrong_unit=404, read_only=200, unit=200, taskforce=200, admin=200)),
     ("update officer", "PATCH", "/api/v1/officers/{b}", {"mobile": "13900000010"}, _officer,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
+    ("update unit", "PATCH", "/api/v1/units/wy", {"name": "原阳县人民政府"}, None,
+     dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=200)),
     ("create unit", "POST", "/api/v1/units", {"code": "new-{c}", "name": "n", "level": "township", "kind": "government", "parent": "wy"}, None,
      dict(none=401, wrong_unit=403, read_only=403, unit=403, taskforce=403, admin=201)),
     ("create officer", "POST", "/api/v1/officers", {"name": "王五", "mobile": "13700000000", "unit": "wy", "role": "staff"}, None,

@@ -152,3 +152,35 @@ def test_county_governments_and_city_departments_are_ranked_apart(db_url):
         set_clock(client, "2026-05-08T10:00:00+08:00")
         entries = unit_entries(client)
         assert sorted((e["from_unit"], e["level"]) for e in entries) == [("hj", 2), ("xx-jtj", 2)]
+
+
+def test_the_leader_in_charge_of_the_unit_holds_its_interview_once_the_city_says_who(db_url):
+    """分管领导约谈 goes to the office tagged `oversees:<unit>` (set later, by PATCH), not to
+    the executive vice mayor; a rename shows in what the next messages say."""
+    with make_client(db_url) as client:
+        _last_in_march_and_april(client)
+        renamed = ok(client.patch("/api/v1/units/xx-fsz-land", json={"name": "分管副市长办公室（自然资源、农业）",
+                                                                     "tags": ["sector:用地", "oversees:hj"]},
+                                  headers=ADMIN))
+        assert renamed["tags"] == ["sector:用地", "oversees:hj"] and renamed["code"] == "xx-fsz-land"
+        assert ok(client.get("/api/v1/units/xx-fsz-land", headers=ADMIN)) == renamed
+        set_clock(client, "2026-05-08T10:00:00+08:00")
+        (second,) = unit_entries(client)
+        assert (second["level"], second["unit"], second["from_unit"]) == (2, "xx-fsz-land", "hj")
+        assert "分管领导约谈" in second["detail"]
+
+
+def test_a_wrong_change_to_a_unit_is_refused_and_changes_nothing(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        before = ok(client.get("/api/v1/units/wy", headers=ADMIN))
+        for body in ({}, {"name": None}, {"name": ""}, {"tags": ["x" * 65]}, {"tags": [""]}, {"tags": "sector:用地"},
+                     {"code": "wy2"}, {"parent": "hj"}, {"level": "city"}, {"kind": "department"}):
+            answer = client.patch("/api/v1/units/wy", json=body, headers=ADMIN)
+            assert answer.status_code == 422, (body, answer.text)
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        assert client.patch("/api/v1/units/nowhere", json={"name": "x"}, headers=ADMIN).status_code == 404
+        assert client.patch("/api/v1/units/wy", json={"name": "x"}, headers=create_key(client, "wy")).status_code == 403
+        assert ok(client.get("/api/v1/units/wy", headers=ADMIN)) == before
+        cleared = ok(client.patch("/api/v1/units/xx-zb", json={"tags": None}, headers=ADMIN))
+        assert cleared["tags"] == [] and cleared["name"] == "市综合专班"
