@@ -40,6 +40,7 @@ class Message:
     text: str
     mentions: tuple[str, ...] = ()
     link: str = ""
+    link_label: str = ""  # what a button to `link` says (查看详情)
     event_type: str = ""
     delivery_id: str = ""
     payload: Mapping[str, Any] | None = None

@@ -263,9 +263,13 @@ def open_attempts(
 
 
 def complete_attempts(
-    session: Session, outcomes: Iterable[tuple[int, int | None, bool, str | None, str | None]]
+    session: Session,
+    outcomes: Iterable[tuple[int, int | None, bool, str | None, str | None]],
+    at: datetime,
 ) -> None:
-    """Record (attempt id, status code, ok, response excerpt, error) for each attempt.
+    """Record (attempt id, status code, ok, response excerpt, error) for each attempt, at
+    `at` (real time, once the answers are in): a platform counts a message when it arrives,
+    which is after the claim, so a robot's window runs from here, not from the claim.
 
     Attempts with the same outcome are updated by one statement: a round of 500 sends that
     all came back "200 ok" costs one UPDATE, not 500."""
@@ -277,7 +281,7 @@ def complete_attempts(
         session.execute(
             update(table)
             .where(among(session, table.c.id, ids))
-            .values(status_code=status_code, ok=ok, response_excerpt=excerpt, error=error)
+            .values(status_code=status_code, ok=ok, response_excerpt=excerpt, error=error, at=at)
         )
 
 

@@ -403,7 +403,7 @@ class Dispatcher:
             claims.plan_for_the_values(session)
             now = self.real_now()
             claims.release(session, unsent)
-            claims.complete_attempts(session, attempts)
+            claims.complete_attempts(session, attempts, now)
             claims.mark_sent(session, sent, now)
             if failed:
                 rows = claims.lock_rows(session, [nid for nid, _ in failed], self.db.is_postgres)

@@ -4,9 +4,10 @@ With a signing secret the JSON body carries ``timestamp`` (seconds, as a string,
 and ``sign = base64(HMAC-SHA256(key=f"{timestamp}\\n{secret}", msg=b""))`` — note the key
 is the string to sign and the message is empty, unlike DingTalk.
 
-We send an ``interactive`` card (header + markdown + a button to the blocker). A custom bot
-can only @ by open_id/user_id, which we do not hold for officers, so mentions are shown
-as a plain "@mobile" line rather than real @s. The request body must stay under 20 KB.
+We send an ``interactive`` card (header + markdown + a button to the blocker, labelled
+查看详情 or the like). A custom bot can only @ by open_id/user_id, which we do not hold for
+officers, so a Feishu group gets no @s: printing "@<mobile>" would notify nobody and show
+officials' mobile numbers to the whole group. The request body must stay under 20 KB.
 
 Answers: ``{"code": 0}`` ok (older hooks: ``{"StatusCode": 0}``); 9499 / 11232 too many
 requests (retry, pause the channel); 19021 signature or timestamp rejected, 19024 keyword
@@ -51,15 +52,6 @@ def sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 
-def _mention_line(message: Message) -> str:
-    return " ".join(f"@{mobile}" for mobile in message.mentions)
-
-
-def _budget(message: Message) -> int:
-    mentions = _mention_line(message)
-    return CONTENT_MAX_BYTES - (utf8_len(mentions) + 2 if mentions else 0)
-
-
 def _card(message: Message, content: str) -> dict[str, Any]:
     elements: list[dict[str, Any]] = [{"tag": "markdown", "content": content}]
     if message.link:
@@ -69,7 +61,10 @@ def _card(message: Message, content: str) -> dict[str, Any]:
                 "actions": [
                     {
                         "tag": "button",
-                        "text": {"tag": "plain_text", "content": message.link},
+                        "text": {
+                            "tag": "plain_text",
+                            "content": message.link_label or message.link,
+                        },
                         "url": message.link,
                         "type": "primary",
                     }
@@ -100,13 +95,10 @@ class FeishuNotifier:
     clock: Callable[[], float] = time.time
 
     def fits(self, message: Message) -> bool:
-        return utf8_len(message.markdown) <= _budget(message)
+        return utf8_len(message.markdown) <= CONTENT_MAX_BYTES
 
     def build(self, channel: Channel, message: Message) -> OutboundRequest:
-        content = truncate_utf8(message.markdown, _budget(message), message.link)
-        mentions = _mention_line(message)
-        if mentions:
-            content = f"{content}\n\n{mentions}"
+        content = truncate_utf8(message.markdown, CONTENT_MAX_BYTES, message.link)
         payload: dict[str, Any] = {"msg_type": "interactive", "card": _card(message, content)}
         if channel.secret:
             timestamp = int(self.clock())

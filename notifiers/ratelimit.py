@@ -3,7 +3,9 @@
 No table of its own: the budget is read from ``notification_attempts``. An attempt row is
 written when a row is *claimed* (``error = IN_FLIGHT``) and completed after the send, so
 a message counts against its robot's window from the moment any dispatcher decides to
-send it. One platform message is one counted attempt: the extra rows of a digest carry
+send it until its answer is recorded, and from then on from that moment (after its
+arrival at the platform, which counts arrivals): a burst claimed at once but delivered
+over a few seconds never lets the next burst in early. One platform message is one counted attempt: the extra rows of a digest carry
 ``response_excerpt`` starting with :data:`DIGEST_MEMBER` and are not counted again.
 
 All instants here are real time (the platforms count in real time), never business time.

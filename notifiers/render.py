@@ -181,6 +181,7 @@ def render(
         text=text,
         mentions=_unique(mentions),
         link=link,
+        link_label=str(variables["m"].link_label(kind)).strip(),
         event_type=event_type,
         delivery_id=delivery_id,
         payload=dict(context),

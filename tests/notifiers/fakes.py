@@ -170,6 +170,7 @@ class ChatMessage:
     mentions: list[str] = field(default_factory=list)
     title: str = ""
     at: float = 0.0
+    buttons: list[str] = field(default_factory=list)  # a Feishu card's button texts
 
 
 class WeComRobot(FakeServer):
@@ -341,11 +342,17 @@ class FeishuBot(FakeServer):
         msg_type = payload.get("msg_type")
         if msg_type == "text":
             content = (payload.get("content") or {}).get("text", "")
-            title = ""
+            title, buttons = "", []
         elif msg_type == "interactive":
             card = payload.get("card") or {}
             title = card.get("header", {}).get("title", {}).get("content", "")
             content = "\n".join(e.get("content", "") for e in card.get("elements", []))
+            buttons = [
+                (a.get("text") or {}).get("content", "")
+                for e in card.get("elements", [])
+                if e.get("tag") == "action"
+                for a in e.get("actions", [])
+            ]
         else:
             return self._error(19001, f"param invalid: msg_type {msg_type!r}", 400)
         if not content:
@@ -353,7 +360,7 @@ class FeishuBot(FakeServer):
         if self.window.count(token, now, 60) >= 100 or self.window.count(token, now, 1) >= 5:
             return self._error(9499, "too many request")
         self.window.add(token, now)
-        self.messages.append(ChatMessage(token, msg_type, content, [], title, now))
+        self.messages.append(ChatMessage(token, msg_type, content, [], title, now, buttons))
         return json_response({"code": 0, "msg": "success", "data": {}})
 
 

@@ -4,11 +4,12 @@ officer is @-ed, platform throttling pauses the robot, permanent errors go dead.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from notifiers.dingtalk import DingTalkNotifier
-from tests.notifiers.fakes import ChatMessage
+from tests.notifiers.fakes import ChatMessage, WeComRobot
 from tests.notifiers.helpers import (
     attempts,
     blocker_context,
@@ -120,6 +121,30 @@ def test_feishu_burst_keeps_to_five_a_second(db, clock, feishu):
     assert all(r.status == "sent" for r in rows(db, ids))
     delivered = set().union(*(blockers_in(m) for m in feishu.messages))
     assert delivered == set(range(1, 61))
+
+
+def test_a_robots_minute_runs_from_when_messages_arrive_not_from_when_they_were_claimed(db, clock):
+    """20 messages claimed at once reach the robot over 2 s (0.1 s each on the wire): the
+    next ones wait a minute from those arrivals, which is what the platform counts."""
+
+    class SlowWire(WeComRobot):
+        def handle(self, path, query, headers, body):
+            clock.advance(0.1)
+            return super().handle(path, query, headers, body)
+
+    with SlowWire({"good-key"}, clock=clock.time) as wecom:
+        channel = create_channel(db, "wecom", wecom.url("good-key"))
+        first = create_notifications(db, channel, 20, mentions=[])
+        claimed_at = clock()
+        assert make_dispatcher(db, clock).dispatch_once() == 20
+        assert clock() - claimed_at >= timedelta(seconds=2)  # the last one arrived 2 s later
+        later = create_notifications(db, channel, 20, mentions=[])
+        clock.now = claimed_at + timedelta(seconds=60.5)  # a minute after the claim only
+        drain(make_dispatcher(db, clock), clock, step_s=0.5)
+        assert wecom.errors == []  # never 45009
+        assert all(r.status == "sent" for r in rows(db, first + later))
+        assert max_per_rolling_minute(wecom.messages) <= 20
+        assert min(m.at for m in wecom.messages[20:]) >= max(m.at for m in wecom.messages[:20]) + 60 - 0.1
 
 
 def test_a_trickle_goes_out_message_by_message(db, clock, wecom):
