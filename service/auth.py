@@ -59,16 +59,26 @@ class Principal:
 
     def sees_path(self, path: str | None) -> bool:
         """Whether `path` is in this key's jurisdiction. Only the bootstrap admin sees every
-        unit's: a key with the `admin` scope administers (units, keys, channels …) but
-        sees and acts on blockers within its own unit's jurisdiction, as api.md says."""
+        unit's; every other key, the `admin` scope included, sees and acts within its own
+        unit's jurisdiction, as api.md says."""
         if self.is_admin:
             return True
         return bool(path and self.scope_path and path.startswith(self.scope_path))
 
     def administers(self, path: str | None) -> bool:
-        """Whether the unit tree at `path` (units, officers) is open to this key: the `admin`
-        scope administers the whole tree, which it lists; other keys their jurisdiction."""
-        return "admin" in self.scopes or self.sees_path(path)
+        """Whether this key may change the unit at `path` and what hangs on it (sub-units,
+        officers, API keys, channels): the bootstrap admin anywhere, a key with the `admin`
+        scope within its jurisdiction (a county's, its county; a city taskforce's, the
+        city). A county's key never mints a key for another county, or for the city."""
+        return self.is_admin or ("admin" in self.scopes and self.sees_path(path))
+
+    @property
+    def administers_everything(self) -> bool:
+        """Whether this key may change what holds for the whole installation (the holiday
+        calendar, the simulation clock): the bootstrap admin, or a key with the `admin`
+        scope whose jurisdiction is a whole tree (a root unit's, or its taskforce's)."""
+        root = bool(self.scope_path) and (self.scope_path or "").count("/") == 2
+        return self.is_admin or ("admin" in self.scopes and root)
 
     @property
     def is_taskforce(self) -> bool:
@@ -78,6 +88,27 @@ class Principal:
 def require_scope(principal: Principal, scope: str) -> None:
     if not principal.has(scope):
         raise Problem(403, f"This API key lacks the '{scope}' scope needed for this request.")
+
+
+def require_administers(principal: Principal, unit: Unit) -> None:
+    """403 unless this key administers `unit` (see `Principal.administers`)."""
+    require_scope(principal, "admin")
+    if not principal.administers(unit.path):
+        raise Problem(
+            403,
+            f"Unit '{unit.code}' is outside this key's jurisdiction: a key administers its "
+            "own unit and the units under it.",
+        )
+
+
+def require_administers_everything(principal: Principal) -> None:
+    require_scope(principal, "admin")
+    if not principal.administers_everything:
+        raise Problem(
+            403,
+            "This applies to every unit: it takes the bootstrap admin key or a key with the "
+            "'admin' scope for the whole tree (its root unit).",
+        )
 
 
 def _scope_path(session: Session, unit: Unit) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
-from service.auth import require_scope
+from service.auth import require_administers_everything
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import CalendarYear, ClockState
 from service.problems import Problem
@@ -101,7 +101,7 @@ def read_clock(request: Request, caller: Caller) -> ClockOut:
 def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
     """Move simulated time; every timer due in the jump fires, in order, before this returns."""
     clock = _manual(request)
-    require_scope(caller, "admin")
+    require_administers_everything(caller)
     tz = request.app.state.settings.tz
     now = clock.now()
     target = after_duration(now, body.advance, tz) if body.advance is not None else body.set
@@ -164,7 +164,7 @@ def put_calendar(
     year: int, body: CalendarIn, request: Request, session: WriteSession, caller: Caller
 ) -> CalendarOut:
     """Load or correct a year's holidays and make-up working days (admin); moves affected deadlines."""
-    require_scope(caller, "admin")
+    require_administers_everything(caller)
     _year(year)
     for name, days in (("holidays", body.holidays), ("workdays", body.workdays)):
         wrong = [d.isoformat() for d in days if d.year != year]
@@ -204,7 +204,7 @@ def delete_calendar(
 ) -> CalendarOut:
     """Drop the year loaded with PUT (admin): it follows the official schedule again (or
     weekends only, for a year not yet announced); moves affected deadlines."""
-    require_scope(caller, "admin")
+    require_administers_everything(caller)
     row = session.get(CalendarYear, _year(year), with_for_update=True)
     if row is None:
         source = request.app.state.ctx.calendars.get(session).year_info(year)["source"]

@@ -27,7 +27,7 @@ from service.api.common import (
     unit_by_code,
 )
 from service.api.officers import active_officer
-from service.auth import hash_key, new_key, require_scope
+from service.auth import Principal, hash_key, new_key, require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import ApiKey, Unit
@@ -101,9 +101,14 @@ def key_info(session: Session, key: ApiKey, request: Request) -> ApiKeyInfo:
 def list_api_keys(
     request: Request, session: ReadSession, caller: Caller, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ApiKeyInfo]:
-    """Every API key, oldest first, without its secret; admin scope."""
+    """The API keys of the units this key administers (the bootstrap admin: all), oldest
+    first, without their secrets; admin scope."""
     require_scope(caller, "admin")
     query = select(ApiKey).where(ApiKey.id > decode_cursor(cursor)).order_by(ApiKey.id)
+    if not caller.is_admin:
+        query = query.join(Unit, Unit.id == ApiKey.unit_id).where(
+            Unit.path.startswith(caller.scope_path or "//")
+        )
     rows = list(session.exec(query.limit(limit + 1)))
     return page_of(rows, limit, lambda k: key_info(session, k, request))
 
@@ -116,10 +121,7 @@ def revoke_api_key(
     with it answer 401 from now on in this process, and within `DUBAN_AUTH_CACHE_S`
     seconds in every other; the webhook subscriptions it made receive no later event.
     Revoking a revoked key changes nothing."""
-    require_scope(caller, "admin")
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise Problem(404, f"There is no API key {key_id}.")
+    key = _administered_key(session, caller, key_id)
     if key.revoked_at is None:
         key.revoked_at = request.app.state.ctx.clock.now()
         session.flush()
@@ -149,10 +151,7 @@ def rotate_api_key(
     `overlap_s` more seconds (then, like a revoked key, within `DUBAN_AUTH_CACHE_S` in the
     other processes). A revoked key cannot be rotated. Rotating again ends the older
     secret at once: if an answer was lost, rotate again and use the newest."""
-    require_scope(caller, "admin")
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise Problem(404, f"There is no API key {key_id}.")
+    key = _administered_key(session, caller, key_id)
     if key.revoked_at is not None:
         raise Problem(409, f"API key {key_id} is revoked; create a new key instead.")
     overlap = (body or ApiKeyRotate()).overlap_s
@@ -176,12 +175,18 @@ def create_api_key(
     except to a retry with the same Idempotency-Key and body from the same credential."""
     require_scope(caller, "admin")
     return idempotent(
-        request, session, caller, body, lambda: (201, _create(body, request, session)), ("key",)
+        request,
+        session,
+        caller,
+        body,
+        lambda: (201, _create(body, request, session, caller)),
+        ("key",),
     )
 
 
-def _create(body: ApiKeyCreate, request: Request, session: Session) -> ApiKeyOut:
+def _create(body: ApiKeyCreate, request: Request, session: Session, caller: Principal) -> ApiKeyOut:
     unit = unit_by_code(session, body.unit)
+    require_administers(caller, unit)
     if body.officer_id is not None:
         officer = active_officer(session, body.officer_id, "officer_id")
         if officer.unit_id != unit.id:
@@ -212,3 +217,14 @@ def _create(body: ApiKeyCreate, request: Request, session: Session) -> ApiKeyOut
         created_at=local_iso(key.created_at, request.app.state.settings.tz),
         key=secret,
     )
+
+
+def _administered_key(session: Session, caller: Principal, key_id: int) -> ApiKey:
+    """The key `key_id` of a unit `caller` administers; 404 for any other (403 without the
+    admin scope)."""
+    require_scope(caller, "admin")
+    key = session.get(ApiKey, key_id)
+    unit = session.get(Unit, key.unit_id) if key is not None else None
+    if key is None or unit is None or not caller.administers(unit.path):
+        raise Problem(404, f"There is no API key {key_id} that this key administers.")
+    return key

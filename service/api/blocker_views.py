@@ -219,6 +219,6 @@ def actor_for(caller: Principal) -> Actor:
         unit_id=caller.unit_id,
         unit_path=caller.unit_path,
         scope_path=caller.scope_path,
-        is_admin=caller.has("admin"),
+        is_admin=caller.is_admin,  # the bootstrap key; any other key acts in its roles
         is_taskforce=caller.is_taskforce,
     )

@@ -25,7 +25,7 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
-from service.auth import Principal, require_scope
+from service.auth import Principal, require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import (
@@ -173,6 +173,7 @@ def create_channel(body: ChannelCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, ChannelOut]:
         unit = unit_by_code(session, body.unit)
+        require_administers(caller, unit)
         _refuse_twin(session, unit, body.kind, body.url)
         channel = Channel(
             unit_id=unit.id,
@@ -198,8 +199,12 @@ def list_channels(
     cursor: Cursor = None,
 ) -> Page[ChannelOut]:
     after = decode_cursor(cursor)
-    query = select(Channel).join(Unit, Unit.id == Channel.unit_id).where(Channel.id > after)
-    if not caller.has("admin"):
+    query = (
+        select(Channel)
+        .join(Unit, Unit.id == Channel.unit_id)
+        .where(Channel.id > after, Channel.id.not_in(_subscription_channels()))
+    )
+    if not caller.is_admin:
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     if unit:
         query = query.where(Unit.code == unit)
@@ -226,8 +231,12 @@ def update_channel(
     """Fix a channel's URL or secret, or switch it off (admin). Then retry what went dead."""
     require_scope(caller, "admin")
     channel = session.get(Channel, channel_id)
-    if channel is None:
-        raise Problem(404, f"There is no channel {channel_id}.")
+    unit = session.get(Unit, channel.unit_id) if channel is not None else None
+    # A subscription's channel is its key's (GET /api/v1/webhooks); only the bootstrap
+    # admin, who sees every subscription, may change one here.
+    theirs = channel is not None and not caller.is_admin and _carries_subscription(session, channel)
+    if channel is None or unit is None or not caller.administers(unit.path) or theirs:
+        raise Problem(404, f"There is no channel {channel_id} that this key administers.")
     given = body.model_fields_set
     if not given:
         raise Problem(422, "Give at least one of url, secret, enabled.")
@@ -385,3 +394,12 @@ def delete_webhook(webhook_id: RowId, session: WriteSession, caller: Caller) -> 
     session.delete(sub)
     session.flush()
     return Response(status_code=204)
+
+
+def _subscription_channels():
+    return select(WebhookSubscription.channel_id).where(WebhookSubscription.channel_id.is_not(None))
+
+
+def _carries_subscription(session: Session, channel: Channel) -> bool:
+    query = select(WebhookSubscription.id).where(WebhookSubscription.channel_id == channel.id)
+    return session.exec(query).first() is not None

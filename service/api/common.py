@@ -171,7 +171,7 @@ def unit_by_code(session: Session, code: str, field: str = "unit") -> Unit:
 
 def visible_unit_or_404(session: Session, principal: Principal, code: str) -> Unit:
     unit = session.exec(select(Unit).where(Unit.code == code)).first()
-    if unit is None or not principal.administers(unit.path):
+    if unit is None or not principal.sees_path(unit.path):
         raise Problem(404, f"There is no unit '{code}' that this key can see.")
     return unit
 

@@ -20,7 +20,7 @@ from service.api.common import (
     page_of,
     unit_by_code,
 )
-from service.auth import require_scope
+from service.auth import require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Officer, Unit
@@ -94,6 +94,7 @@ def create_officer(body: OfficerCreate, request: Request, session: WriteSession,
 
     def create() -> tuple[int, OfficerOut]:
         unit = unit_by_code(session, body.unit)
+        require_administers(caller, unit)
         officer = Officer(
             **body.model_dump(exclude={"unit"}),
             unit_id=unit.id,
@@ -123,7 +124,7 @@ def list_officers(
         .order_by(Officer.id)
         .limit(limit + 1)
     )
-    if not caller.has("admin"):
+    if not caller.is_admin:
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     if unit:
         query = query.where(Unit.code == unit)
@@ -137,7 +138,7 @@ def get_officer(
 ) -> OfficerOut:
     officer = session.get(Officer, officer_id)
     unit = session.get(Unit, officer.unit_id) if officer else None
-    if officer is None or unit is None or not caller.administers(unit.path):
+    if officer is None or unit is None or not caller.sees_path(unit.path):
         raise Problem(404, f"There is no officer {officer_id} that this key can see.")
     return officer_out(session, officer, request)
 

@@ -21,7 +21,7 @@ from service.api.common import (
     unit_by_code,
     visible_unit_or_404,
 )
-from service.auth import require_scope
+from service.auth import require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Unit
@@ -102,6 +102,12 @@ def create_unit(body: UnitCreate, request: Request, session: WriteSession, calle
                 409, f"code: a unit with code '{body.code}' already exists.", field="code"
             )
         parent = unit_by_code(session, body.parent, "parent") if body.parent else None
+        if parent is not None:
+            require_administers(caller, parent)
+        elif not caller.is_admin:
+            raise Problem(
+                403, "parent: only the bootstrap admin key creates a unit without a parent."
+            )
         if parent is not None and LEVEL_RANK[body.level] > LEVEL_RANK[parent.level]:
             raise Problem(
                 422,
@@ -134,7 +140,7 @@ def list_units(
     """Units this key can see, in creation order."""
     after = decode_cursor(cursor)
     query = select(Unit).where(Unit.id > after).order_by(Unit.id).limit(limit + 1)
-    if not (caller.is_admin or caller.has("admin")):
+    if not caller.is_admin:
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
     rows = list(session.exec(query))
     return page_of(rows, limit, lambda u: unit_out(session, u, request))

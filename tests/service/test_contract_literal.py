@@ -36,7 +36,8 @@ def test_what_api_md_allows_is_allowed(db_url):
 
 def test_a_key_with_the_admin_scope_still_keeps_to_its_jurisdiction(db_url):
     """api.md: "A key sees and acts only within its unit's jurisdiction" — the `admin` scope
-    lets a county's key administer, not read or act on another county's blockers."""
+    lets a county's key administer its county, not read or act on another county's
+    blockers, nor mint itself a way into them (a key for another county or the city)."""
     with make_client(db_url) as client:
         city(client)
         create_project(client, "P-hj", "hj")
@@ -52,14 +53,52 @@ def test_a_key_with_the_admin_scope_still_keeps_to_its_jurisdiction(db_url):
         listed = ok(client.get("/api/v1/blockers", headers=wy_admin))["items"]
         assert [b["id"] for b in listed] == [ours]
         assert ok(client.get(f"/api/v1/blockers/{theirs}", headers=ADMIN))["version"] == 2
-        # It still administers the whole tree, and reads back what it lists or creates.
-        unit = {"code": "hj-z", "name": "某镇", "level": "township", "kind": "government", "parent": "hj"}
+        # It administers its own county, and reads back what it lists or creates there.
+        unit = {"code": "wy-z", "name": "某镇", "level": "township", "kind": "government", "parent": "wy"}
         ok(client.post("/api/v1/units", json=unit, headers=wy_admin), 201)
         listed_units = {u["code"] for u in ok(client.get("/api/v1/units?limit=500", headers=wy_admin))["items"]}
-        assert "hj-z" in listed_units and ok(client.get("/api/v1/units/hj-z", headers=wy_admin))["code"] == "hj-z"
-        officer = ok(client.post("/api/v1/officers", json={"name": "赵六", "mobile": "13900000009", "unit": "hj",
+        assert listed_units == {"wy", "wy-zrzy", "wy-z"}
+        officer = ok(client.post("/api/v1/officers", json={"name": "赵六", "mobile": "13900000009", "unit": "wy-z",
                                                            "role": "staff"}, headers=wy_admin), 201)
-        assert ok(client.get(f"/api/v1/officers/{officer['id']}", headers=wy_admin))["unit"] == "hj"
+        assert ok(client.get(f"/api/v1/officers/{officer['id']}", headers=wy_admin))["unit"] == "wy-z"
+        ok(client.post("/api/v1/api-keys", json={"name": "镇", "unit": "wy-z", "scopes": ["read"]}, headers=wy_admin), 201)
+        # Nothing beyond it: another county, the city taskforce, the whole city's calendar.
+        before = {path: ok(client.get(path, headers=ADMIN)) for path in
+                  ("/api/v1/units?limit=500", "/api/v1/officers?limit=500", "/api/v1/api-keys?limit=500",
+                   "/api/v1/calendar/2027")}
+        for path, body in (
+            ("/api/v1/units", {**unit, "code": "hj-z", "parent": "hj"}),
+            ("/api/v1/units", {**unit, "code": "new-root", "level": "city", "parent": None}),
+            ("/api/v1/officers", {"name": "钱七", "mobile": "13900000010", "unit": "hj", "role": "staff"}),
+            ("/api/v1/api-keys", {"name": "k", "unit": "hj", "scopes": ["read", "write"]}),
+            ("/api/v1/api-keys", {"name": "k", "unit": "xx-zb", "scopes": ["read", "write", "admin"]}),
+            ("/api/v1/channels", {"unit": "hj", "kind": "wecom", "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"}),
+        ):
+            answer = client.post(path, json=body, headers=wy_admin)
+            assert answer.status_code == 403, (path, body, answer.text)
+        assert client.put("/api/v1/calendar/2027", json={"holidays": ["2027-01-01"]}, headers=wy_admin).status_code == 403
+        assert client.patch("/api/v1/units/hj", json={"name": "x"}, headers=wy_admin).status_code == 404
+        for path in before:
+            assert ok(client.get(path, headers=ADMIN)) == before[path]
+        hj_key = ok(client.post("/api/v1/api-keys", json={"name": "k", "unit": "hj", "scopes": ["read"]},
+                                headers=ADMIN), 201)
+        assert {k["unit"] for k in ok(client.get("/api/v1/api-keys?limit=500", headers=wy_admin))["items"]} == {"wy", "wy-z"}
+        for action in ("revoke", "rotate"):
+            assert client.post(f"/api/v1/api-keys/{hj_key['id']}/{action}", headers=wy_admin).status_code == 404
+        # On its own county's blockers it acts in its roles: it cannot verify its own work.
+        ok(client.post(f"/api/v1/blockers/{ours}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{ours}/acknowledge", json={}, headers=wy_admin))
+        ok(client.post(f"/api/v1/blockers/{ours}/report_resolved", json={"note": "已办"}, headers=wy_admin))
+        verify = client.post(f"/api/v1/blockers/{ours}/verify", json={"satisfied": True, "note": "自评满意"},
+                             headers=wy_admin)
+        assert verify.status_code == 403, verify.text
+        # A subscription the admin made is neither listed among channels nor changed.
+        hook = ok(client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/all", "secret": "s",
+                                                         "events": ["*"]}, headers=ADMIN), 201)
+        assert hook["channel_id"] not in {c["id"] for c in ok(client.get("/api/v1/channels", headers=wy_admin))["items"]}
+        assert client.patch(f"/api/v1/channels/{hook['channel_id']}", json={"enabled": False},
+                            headers=wy_admin).status_code == 404
 
 
 def test_allowed_actions_are_those_of_the_key_that_asks(db_url):
