@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic.config import Config
@@ -15,9 +16,25 @@ from service.db import Database
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def script_location() -> str:
+    """The migration scripts: alembic/ of a source checkout (an editable install), else
+    the copy a wheel installs as the package duban_alembic (pyproject.toml)."""
+    source = ROOT / "alembic"
+    if (ROOT / "pyproject.toml").is_file() and (source / "env.py").is_file():
+        return str(source)
+    spec = importlib.util.find_spec("duban_alembic")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise RuntimeError("the migration scripts (package duban_alembic) are not installed")
+    return str(locations[0])
+
+
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    # No alembic.ini needed: an installed wheel has none (alembic.ini at the root is for
+    # developers running `alembic revision`).
+    config = Config()
+    config.set_main_option("script_location", script_location())
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = database_url
     return config
 
