@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from service.models import Blocker, Escalation, Event, Project, Timer, Unit
+from service.models import Blocker, Escalation, Event, Notification, Project, Timer, Unit
 from workflows import effects
 from workflows.audit import append_event, next_link
 from workflows.calendar import WorkingDayCalendar
@@ -31,10 +31,13 @@ from workflows.errors import (
 )
 from workflows.outbox import (
     blocker_snapshot,
+    drop_untrue_reminders,
     enqueue_for_unit,
     enqueue_webhooks,
     event_name,
     message_context,
+    unsent_reminders,
+    untrue_kinds,
 )
 from workflows.timers import cancel_pending, make_timer, plan_state_timers
 from workflows.world import World
@@ -225,8 +228,14 @@ def apply(
             raise InvalidPayload(f"{name}: required for '{action}'.", field=name)
 
     now = ctx.clock.now()
+    # Reminders not sent yet, taken before the action writes its own messages.
+    held = session.exec(unsent_reminders([blocker.id], Notification.id, Notification.kind)).all()
+    state_before = blocker.state
     world = World(session)
     step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
+    untrue = untrue_kinds(action, state_before, blocker.state)
+    if untrue_ids := [i for i, kind in held if kind in untrue]:
+        drop_untrue_reminders(session, untrue_ids, ctx.lock_rows)
     event = Event(**step.event)
     session.add(event)
     if step.cancel:

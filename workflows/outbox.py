@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from service.models import Channel, Notification, Unit, WebhookSubscription
+from service.models import Channel, Notification, NotificationAttempt, Unit, WebhookSubscription
 from service.models.blocker import is_overdue
 from workflows.calendar import WorkingDayCalendar
 from workflows.world import World
@@ -232,3 +233,60 @@ def add_unit_message(
             created_at=now,
         )
     )
+
+
+# Reminders (templates) that an action can make untrue before they go out: held for office
+# hours, or waiting in a robot's queue, while the blocker moves on.
+REMINDER_KINDS = (
+    "acknowledge_reminder",
+    "deadline_reminder",
+    "feedback_reminder",
+    "verify_reminder",
+)
+
+
+def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
+    """A query of the blockers' reminder rows that no dispatcher has tried (their ids, or
+    the `columns` given)."""
+    tried = select(NotificationAttempt.id).where(
+        NotificationAttempt.notification_id == Notification.id
+    )
+    return select(*(columns or (Notification.id,))).where(
+        Notification.blocker_id.in_(blocker_ids),
+        Notification.status == "pending",
+        Notification.kind.in_(REMINDER_KINDS),
+        ~tried.exists(),
+    )
+
+
+def drop_untrue_reminders(session: Session, ids: Any, postgres: bool) -> int:
+    """Delete the reminder rows `ids` (a list or an id query, see `unsent_reminders`): a
+    withdrawn blocker is not told on Monday that its feedback is late, nor a unit that
+    signed for an assignment at 08:00 told to sign for it. A row a dispatcher has locked to
+    send is left to it (it is on its way)."""
+    query = (
+        ids
+        if not isinstance(ids, list)
+        else select(Notification.id).where(
+            Notification.id.in_(ids), Notification.status == "pending"
+        )
+    )
+    if postgres:
+        query = query.with_for_update(skip_locked=True)
+    tried = select(NotificationAttempt.id).where(
+        NotificationAttempt.notification_id == Notification.id
+    )
+    result = session.execute(
+        delete(Notification)
+        .where(Notification.id.in_(query), ~tried.exists())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def untrue_kinds(action: str, state_before: str, state_after: str) -> tuple[str, ...]:
+    """The reminder kinds an action makes untrue: all of them when the blocker changes
+    state; late feedback when feedback comes."""
+    if state_before != state_after:
+        return REMINDER_KINDS
+    return ("feedback_reminder",) if action == "feedback" else ()
