@@ -241,11 +241,15 @@ def escalate_one(run: Run, reason: str) -> None:
             run.recorded.setdefault("escalation", "already at the top of the ladder")
             return
         # Returned after verification: its entries closed when it was reported resolved. Stuck
-        # again at the top, it enters the top's queue again, once for each return.
+        # again at the top, it enters the top's queue again, once for each return, unless it
+        # is there already (a failed verification put it there).
         level, step = (
             definition.top_level,
             f"level-{definition.top_level}.return-{blocker.return_count}",
         )
+        if world.open_at(blocker.id, level):
+            run.recorded.setdefault("escalation", "already in the top level's queue")
+            return
     if world.escalated(blocker.id, step):
         blocker.escalation_level = level
         return

@@ -34,6 +34,7 @@ from workflows.calendar import WorkingDayCalendar
 from workflows.definition import Definition
 
 MENTION_ROLES = ("lead", "leader", "liaison")
+OPEN_ENTRY = ("open", "acknowledged")  # escalation entries still in their level's queue
 MAX_MENTIONS = 5
 
 
@@ -44,6 +45,7 @@ class World:
         self._memo: dict[tuple, Any] = {}
         self._escalated: set[tuple[int, str]] | None = None
         self._escalated_to: set[tuple[int, int]] = set()  # (blocker, receiving unit)
+        self._open_at: set[tuple[int, int]] = set()  # (blocker, level) still in a queue
         self._rows: dict[type[SQLModel], dict[int, Any]] = {Unit: {}, Project: {}, Officer: {}}
         self.rows: dict[type[SQLModel], list[dict[str, Any]]] = {}
 
@@ -64,13 +66,19 @@ class World:
         blocker_ids = [b.id for b in blockers]
         self._escalated = set()
         for chunk in chunks(blocker_ids):
-            for bid, step, target in self.session.exec(
-                select(Escalation.blocker_id, Escalation.step, Escalation.target_unit_id).where(
-                    Escalation.blocker_id.in_(chunk)
-                )
+            for bid, step, target, level, status in self.session.exec(
+                select(
+                    Escalation.blocker_id,
+                    Escalation.step,
+                    Escalation.target_unit_id,
+                    Escalation.level,
+                    Escalation.status,
+                ).where(Escalation.blocker_id.in_(chunk))
             ):
                 self._escalated.add((bid, step))
                 self._escalated_to.add((bid, target))
+                if status in OPEN_ENTRY:
+                    self._open_at.add((bid, level))
 
     def _load(self, model: type[SQLModel], ids: set[int]) -> None:
         for chunk in chunks(sorted(i for i in ids if i is not None)):
@@ -111,6 +119,19 @@ class World:
         return self._once(
             ("taskforce", home.id), lambda: ladder.general_taskforce(self.session, home)
         )
+
+    def open_at(self, blocker_id: int, level: int) -> bool:
+        """Whether the blocker has an entry at `level` still in that level's queue."""
+        if (blocker_id, level) in self._open_at or self.bulk:
+            return (blocker_id, level) in self._open_at  # preloaded, plus this batch's
+        found = self.session.exec(
+            select(Escalation.id).where(
+                Escalation.blocker_id == blocker_id,
+                Escalation.level == level,
+                Escalation.status.in_(OPEN_ENTRY),
+            )
+        ).first()
+        return found is not None
 
     def escalated(self, blocker_id: int, step: str) -> bool:
         """Whether this escalation step of the blocker was taken already."""
@@ -216,6 +237,7 @@ class World:
         """A new row: an ORM object now, or (in bulk) one row of a set-wise insert later."""
         if model is Escalation:
             self._escalated_to.add((row["blocker_id"], row["target_unit_id"]))
+            self._open_at.add((row["blocker_id"], row["level"]))
             if self._escalated is not None:
                 self._escalated.add((row["blocker_id"], row["step"]))
         if self.bulk:

@@ -444,3 +444,28 @@ def test_a_returned_blocker_stuck_again_at_the_top_is_back_in_the_tops_queue(db_
         assert held() == [(3, "overdue", "open")]
         advance(client, "P20D")  # nothing more: one entry per return
         assert held() == [(3, "overdue", "open")]
+
+
+def test_a_blocker_a_failed_verification_took_to_the_top_is_not_queued_there_twice(db_url):
+    """The second failed verification escalates it to the top; when its new deadline then
+    passes, it is already in the top's queue: no second entry for the same return."""
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=10, authority_level="city")["id"]  # level 1
+        ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需协调"}, headers=ADMIN))
+        for deadline in ({}, {"deadline": {"working_days": 1}}):
+            ok(client.post(f"/api/v1/blockers/{bid}/report_resolved", json={"note": "已解决"}, headers=ADMIN))
+            ok(client.post(f"/api/v1/blockers/{bid}/verify",
+                           json={"satisfied": False, "note": "企业不满意", **deadline}, headers=ADMIN))
+
+        def queued() -> list[tuple[int, str]]:
+            items = ok(client.get("/api/v1/escalations?limit=500", headers=ADMIN))["items"]
+            return [(e["level"], e["reason"]) for e in items
+                    if e["blocker_id"] == bid and e["status"] in ("open", "acknowledged")]
+
+        assert queued() == [(3, "failed_verification")]
+        advance(client, "P4D")
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert (b["state"], b["escalation_level"]) == ("deadline", 3)
+        assert queued() == [(3, "failed_verification")]
