@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from service.migrations import current_revision, head_revision, is_newer, is_unknown
@@ -13,6 +15,7 @@ from service.models import Notification, Timer
 from service.problems import problem_response
 
 OUTBOX_STATES = ("pending", "failed", "dead")
+logger = logging.getLogger("duban.metrics")
 
 router = APIRouter(tags=["operations"])
 
@@ -67,7 +70,22 @@ def metrics(request: Request) -> Response:
 
 
 def _loop_gauges(request: Request) -> bytes:
-    """The outbox by status, and timers overdue by more than a minute (no sweep running)."""
+    """Whether the database answers; and, when it does, the outbox by status and the timers
+    overdue by more than a minute (no sweep running). The process's own counters are
+    served whatever the database does: an outage is when they are needed."""
+    up = [
+        "# HELP duban_database_up Whether the database answered this scrape's queries",
+        "# TYPE duban_database_up gauge",
+    ]
+    try:
+        gauges = _database_gauges(request)
+    except SQLAlchemyError:
+        logger.warning("metrics: the database did not answer; serving this process's counters")
+        return ("\n".join([*up, "duban_database_up 0"]) + "\n").encode()
+    return ("\n".join([*up, "duban_database_up 1"]) + "\n").encode() + gauges
+
+
+def _database_gauges(request: Request) -> bytes:
     db, now = request.app.state.db, request.app.state.ctx.clock.now()
     with db.unit_of_work(readonly=True) as session:
         by_status = dict(

@@ -153,3 +153,23 @@ def test_readyz_fails_when_not_migrated(tmp_path):
     with make_client(f"sqlite:///{tmp_path}/empty.db") as client:
         response = client.get("/readyz")
         assert response.status_code == 503 and "duban db upgrade" in response.json()["detail"]
+
+
+def test_metrics_are_served_when_the_database_is_down(sqlite_url):
+    """An outage is when the counters are needed: /metrics still answers, says the
+    database is down, and keeps the process's own figures; /readyz says not ready."""
+    with make_client(sqlite_url) as client:
+        ok(client.get("/api/v1/units", headers=ADMIN))
+        up = client.get("/metrics")
+        assert up.status_code == 200 and "duban_database_up 1" in up.text
+        assert 'duban_notifications{status="dead"} 0' in up.text
+        path = sqlite_url.removeprefix("sqlite:///")
+        with open(path, "wb") as broken:  # the disk answers garbage from now on
+            broken.write(b"not a database at all " * 200)
+        client.app.state.db.dispose()
+        down = client.get("/metrics")
+        assert down.status_code == 200, down.text
+        assert "duban_database_up 0" in down.text and "duban_notifications" not in down.text
+        assert 'duban_http_requests_total{method="GET",route="/api/v1/units",status="200"} 1.0' in down.text
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
