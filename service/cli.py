@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 from pydantic import ValidationError
@@ -76,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if not args.no_migrate:
         _upgrade(settings.database_url)
+    _announce(settings, args.host, args.port)
     options = {
         "host": args.host,
         "port": args.port,
@@ -94,6 +96,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         jobs.stop()
         jobs.app.state.db.dispose()
     return 0
+
+
+def _announce(settings: Settings, host: str, port: int) -> None:
+    """One line for whoever started it: where, on which database, with which clock; and a
+    warning when no key can administer it (the default SQLite needs no DUBAN_ADMIN_KEY)."""
+    where = settings.database_url.split(":///", 1)[-1] if settings.is_sqlite else ""
+    database = f"SQLite {Path(where).resolve()}" if where else settings.redacted_database_url
+    log = logging.getLogger("duban")
+    log.info("serving http://%s:%s with %s, %s clock", host, port, database, settings.clock)
+    if not settings.admin_key:
+        log.warning(
+            "DUBAN_ADMIN_KEY is not set: only API keys already in the database work; set it "
+            "to create units and keys (make run sets a development key)"
+        )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

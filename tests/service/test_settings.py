@@ -146,3 +146,21 @@ def test_a_database_it_cannot_use_is_one_line_and_exit_2(tmp_path):
         done = _run(args, {"DUBAN_DATABASE_URL": url}, tmp_path)
         assert done.returncode == 2, (args, url, done.stderr)
         assert "Traceback" not in done.stderr and "DATABASE" in done.stderr.upper(), done.stderr
+
+
+def test_serve_says_where_it_serves_and_warns_when_nothing_can_administer_it(tmp_path, caplog, monkeypatch):
+    from service.cli import _announce
+
+    monkeypatch.chdir(tmp_path)  # the default: SQLite under ./var, no admin key needed
+    url = "sqlite:///./var/duban.db"
+    with caplog.at_level("INFO", logger="duban"):
+        _announce(Settings(database_url=url), "127.0.0.1", 8123)
+    said = caplog.text
+    assert "http://127.0.0.1:8123" in said and f"SQLite {tmp_path}/var/duban.db" in said
+    assert "system clock" in said and "DUBAN_ADMIN_KEY is not set" in said
+    caplog.clear()
+    with caplog.at_level("INFO", logger="duban"):
+        _announce(Settings(database_url="postgresql+psycopg://duban:s3cret@db:5432/duban",
+                           admin_key="a-long-admin-key", clock="manual"), "0.0.0.0", 8000)
+    assert "duban:***@db:5432/duban" in caplog.text and "s3cret" not in caplog.text
+    assert "manual clock" in caplog.text and "DUBAN_ADMIN_KEY" not in caplog.text
