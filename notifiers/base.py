@@ -10,7 +10,7 @@ response. E-mail is the one channel that does not speak HTTP; it implements
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -41,6 +41,10 @@ class Message:
     mentions: tuple[str, ...] = ()
     link: str = ""
     link_label: str = ""  # what a button to `link` says (查看详情)
+    items: int = 0  # a list message's items (a digest)
+    # The same list with its first n items only, and the rest counted: how a list is fitted
+    # to a platform's limit without cutting an item (render.fit).
+    shorter: Callable[[int], Message] | None = field(default=None, compare=False, repr=False)
     event_type: str = ""
     delivery_id: str = ""
     payload: Mapping[str, Any] | None = None

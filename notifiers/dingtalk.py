@@ -32,7 +32,7 @@ from notifiers.base import (
     errcode_outcome,
     json_request,
 )
-from notifiers.render import truncate_utf8, utf8_len
+from notifiers.render import fit, utf8_len
 from service.models import Channel
 
 CONTENT_MAX_BYTES = 20_000
@@ -74,7 +74,7 @@ class DingTalkNotifier:
         return utf8_len(message.markdown) <= self._budget(message)
 
     def build(self, channel: Channel, message: Message) -> OutboundRequest:
-        text = truncate_utf8(message.markdown, self._budget(message), message.link)
+        text = fit(message, self._budget(message), lambda m: m.markdown)
         mentions = _mention_line(message)
         if mentions:
             text = f"{text}\n\n{mentions}"

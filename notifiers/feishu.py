@@ -38,7 +38,7 @@ from notifiers.base import (
     json_request,
     response_json,
 )
-from notifiers.render import truncate_utf8, utf8_len
+from notifiers.render import fit, utf8_len
 from service.models import Channel
 
 BODY_MAX_BYTES = 20 * 1024
@@ -98,7 +98,7 @@ class FeishuNotifier:
         return utf8_len(message.markdown) <= CONTENT_MAX_BYTES
 
     def build(self, channel: Channel, message: Message) -> OutboundRequest:
-        content = truncate_utf8(message.markdown, CONTENT_MAX_BYTES, message.link)
+        content = fit(message, CONTENT_MAX_BYTES, lambda m: m.markdown)
         payload: dict[str, Any] = {"msg_type": "interactive", "card": _card(message, content)}
         if channel.secret:
             timestamp = int(self.clock())

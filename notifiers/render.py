@@ -8,7 +8,7 @@ handed to every block as ``m``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -157,15 +157,28 @@ def render(
     a list of blocker contexts, each with its own ``kind`` (the template it came from)."""
     template = _template(kind)
     variables: dict[str, Any] = {"m": _env.get_template("_macros.j2").module}
+    shorter = None
     if kind in ("digest", "daily_digest"):
         items = [_view(item, base_url) for item in context.get("items", ())]
         variables["items"] = items
+        more = int(context.get("more") or 0)  # items left out to fit a platform's limit
         variables["c"] = {
             "date": context.get("date") or "",
             "unit_name": context.get("unit_name") or context.get("recipient_unit") or "",
-            "overdue_count": sum(1 for item in items if item["overdue"]),
+            "total": int(context.get("total") or len(items) + more),
+            "overdue_count": int(
+                context.get("overdue_count") or sum(1 for item in items if item["overdue"])
+            ),
+            "more": more,
         }
         link = f"{base_url.rstrip('/')}/blockers"
+        listed, whole = list(context.get("items", ())), variables["c"]
+
+        def shorter(keep: int) -> Message:
+            fewer = {**context, "items": listed[:keep], "more": more + len(listed) - keep}
+            fewer |= {"total": whole["total"], "overdue_count": whole["overdue_count"]}
+            return render(kind, fewer, base_url, mentions=mentions, event_type=event_type,
+                          delivery_id=delivery_id)  # fmt: skip
     elif kind in REPORT_KINDS:
         variables["c"] = {"rows": [], "last": None, "month": "", "units": 0, **context}
         link = f"{base_url.rstrip('/')}/reports/units"
@@ -182,6 +195,8 @@ def render(
         mentions=_unique(mentions),
         link=link,
         link_label=str(variables["m"].link_label(kind)).strip(),
+        items=len(variables.get("items") or ()),
+        shorter=shorter,
         event_type=event_type,
         delivery_id=delivery_id,
         payload=dict(context),
@@ -206,6 +221,25 @@ def cut_utf8(text: str, max_bytes: int) -> str:
     if max_bytes <= 0:
         return ""
     return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def fit(message: Message, max_bytes: int, text_of: Callable[[Message], str]) -> str:
+    """The message's text (`text_of` picks markdown or plain) in `max_bytes` of UTF-8. A list
+    (a digest) keeps as many whole items as fit, in order, and says how many it left out
+    (另有 N 件未列出), with its heading, totals and closing lines; anything else is cut by
+    `truncate_utf8`."""
+    text = text_of(message)
+    if utf8_len(text) <= max_bytes or message.shorter is None or not message.items:
+        return truncate_utf8(text, max_bytes, message.link)
+    best, low, high = None, 0, message.items - 1
+    while low <= high:  # the most items that fit
+        middle = (low + high) // 2
+        candidate = text_of(message.shorter(middle))
+        if utf8_len(candidate) <= max_bytes:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best if best is not None else truncate_utf8(text, max_bytes, message.link)
 
 
 def truncate_utf8(text: str, max_bytes: int, link: str = "") -> str:

@@ -31,7 +31,7 @@ from notifiers.base import (
     errcode_outcome,
     json_request,
 )
-from notifiers.render import truncate_utf8, utf8_len
+from notifiers.render import fit, utf8_len
 from service.models import Channel
 
 MARKDOWN_MAX_BYTES = 4096
@@ -63,7 +63,7 @@ class WeComNotifier:
 
     def build(self, channel: Channel, message: Message) -> OutboundRequest:
         msgtype, content, limit = self._content(message)
-        content = truncate_utf8(content, limit, message.link)
+        content = fit(message, limit, lambda m: m.text if msgtype == "text" else m.markdown)
         if msgtype == "text":
             payload = {
                 "msgtype": "text",

@@ -22,6 +22,7 @@ from workflows.world import World
 
 DIGEST_AT = "09:00"
 OPEN_STATES = ("assigned", "supervised", "deadline")
+LISTED = 500  # a platform's limit cuts a long list further, counting what it leaves out
 
 
 def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -> list[dict]:
@@ -32,7 +33,7 @@ def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -
             Blocker.unit_id == unit.id, Blocker.state.in_(OPEN_STATES), Blocker.due_at <= horizon
         )
         .order_by(Blocker.due_at, Blocker.id)
-        .limit(50)
+        .limit(LISTED)
     )
     world = World(session)
     return [message_context(world, b, cal, now, kind="deadline_reminder") for b in rows]
@@ -49,8 +50,12 @@ def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[d
     )
     # The latest entry of each blocker in this queue (a unit's own entry has its message).
     why = {blocker_id: reason for blocker_id, reason in entries if blocker_id is not None}
+    # The longest overdue first (no deadline last), so a platform's cut drops the least urgent.
     rows = session.exec(
-        select(Blocker).where(Blocker.id.in_(list(why))).order_by(Blocker.id).limit(50)
+        select(Blocker)
+        .where(Blocker.id.in_(list(why)))
+        .order_by(Blocker.due_at.is_(None), Blocker.due_at, Blocker.id)
+        .limit(LISTED)
     )
     world = World(session)
     return [message_context(world, b, cal, now, kind="escalated", reason=why[b.id]) for b in rows]

@@ -315,3 +315,27 @@ def test_every_template_goes_by_email(kind, smtp):
     assert mail["Message-ID"] == "<abc123@duban>"
     body = mail.get_content()
     assert "用地预审意见未出具" in body and link_for(kind) in body
+
+
+@pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu"], indirect=True)
+@pytest.mark.parametrize("mentions", [(), ("13800000001",)], ids=["plain", "at"])
+def test_a_long_daily_digest_keeps_whole_items_and_says_how_many_it_left_out(platform, mentions, clock):
+    """Cut to the platform's limit, a list loses whole items from its end, never half a
+    line or half a link, and still gives the totals, the count left out and its closing."""
+    name, fake, channel = platform
+    count = 400 if name == "dingtalk" else 90  # DingTalk takes 20,000 bytes
+    context = context_for("daily_digest", count=count, title=LONG_TITLE, unit_name="新乡高新技术产业开发区管理委员会经济发展局")
+    for item in context["items"][:10]:
+        item.update(overdue=True, state="deadline", working_days_left=-3)
+    message = render("daily_digest", context, BASE, mentions=mentions)
+    assert not notifiers_on(clock)[name].fits(message)
+    outcome = send(notifiers_on(clock)[name], channel, message)
+    assert outcome.ok, outcome.reason
+    content = fake.messages[-1].content
+    listed = re.findall(r"^(\d+)\. ", content, flags=re.M)
+    assert 3 <= len(listed) < count and listed == [str(n) for n in range(1, len(listed) + 1)]
+    assert f"在办事项 {count} 件，其中已逾期 10 件" in content
+    assert f"另有 {count - len(listed)} 件未列出" in content
+    assert "请按期签收、反馈、办结" in content and link_for("daily_digest") in content
+    if name != "wecom" or not mentions:  # markdown: every link is whole
+        assert content.count("](") == content.count(")｜") + 1  # the items' links and the closing one

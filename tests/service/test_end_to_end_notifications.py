@@ -227,6 +227,27 @@ def test_the_taskforce_digest_heads_each_item_by_why_it_was_escalated(db_url):
         assert "【提级督办】" in text and "【申请提级协调】" in text and "逾期升级" not in text
 
 
+def test_the_taskforce_digest_lists_the_most_overdue_first(db_url):
+    """Escalated later, but due earlier: first in the list, so a platform's cut, which drops
+    the end of a long list, drops what is least urgent."""
+    with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
+        city(client)
+        add_group(client, "xx-zb")
+        create_project(client, "P1", "wy")
+        later, sooner = create_blocker(client, "P1")["id"], create_blocker(client, "P1")["id"]
+        for bid, days in ((later, 10), (sooner, 1)):
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": days}},
+                           headers=ADMIN))
+            ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{later}/request_escalation", json={"reason": "需市级层面协调"},
+                       headers=ADMIN))
+        advance(client, "P2D")  # Wednesday 09:30: `sooner`, due Tuesday, was escalated after `later`
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            rows = session.exec(select(Notification).where(Notification.kind == "daily_digest")
+                                .order_by(Notification.id)).all()
+        assert [i["blocker_id"] for i in rows[-1].context["items"]] == [sooner, later]
+
+
 def test_every_delivery_is_named_for_what_happened(db_url):
     """A unit's own webhook channel and a `*` subscription both receive event names
     (blocker.assigned, blocker.deadline_reminder …), never bare action names."""
