@@ -52,6 +52,7 @@ from notifiers.retries import RetryPolicy
 from notifiers.sender import Claim, Job, Sender, SendResult
 from notifiers.wakeup import OutboxListener
 from service.db import Database
+from service.failures import FailureLog
 from service.models import Channel
 from service.models.types import utcnow
 
@@ -171,6 +172,7 @@ class Dispatcher:
         per_channel = max(MAX_DIGEST_ITEMS, batch // 10)
         recorder = Recorder(self._record_all)
         listener = OutboxListener.start_for(self.db)  # other processes' commits
+        claim_failures = FailureLog(log, "claiming notifications")
         try:
             while not stop_event.is_set():
                 room = max_in_flight - recorder.rows_in_flight
@@ -179,8 +181,9 @@ class Dispatcher:
                     continue
                 try:
                     jobs, handled = self._claim(min(batch, room), recorder.in_flight(), per_channel)
+                    claim_failures.succeeded()
                 except Exception:
-                    log.exception("notification claim failed")
+                    claim_failures.failed()
                     jobs, handled = [], 0
                 recorder.take_off(jobs)
                 self.sender.submit((job, recorder.report) for job in jobs)

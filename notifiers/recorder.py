@@ -21,6 +21,7 @@ from notifiers import ratelimit
 from notifiers.base import Outcome
 from notifiers.claims import ERROR_MAX, EXCERPT_MAX
 from notifiers.sender import Job, SendResult
+from service.failures import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Recorder:
         self._in_flight: Counter[int] = Counter()
         self._landed = 0  # batches written so far: what waiters watch for progress
         self._closing = False
+        self._failures = FailureLog(log, "recording deliveries")
         self._thread = threading.Thread(target=self._run, name="duban-record", daemon=True)
         self._thread.start()
 
@@ -129,10 +131,10 @@ class Recorder:
                 del self._reports[: self.max_batch]
             try:
                 self.record(batch)
+                self._failures.succeeded()
             except Exception:
-                log.exception(
-                    "recording %d deliveries failed; their leases will run out", len(batch)
-                )
+                # Their leases run out, and the rows are sent again with the same delivery id.
+                self._failures.failed()
             with self._cond:
                 for job, _ in batch:
                     self._in_flight[job.channel.id] -= len(job.claims)

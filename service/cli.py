@@ -15,6 +15,7 @@ import psycopg
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from service.failures import FailureLog
 from service.settings import (
     DEFAULT_SQLITE_URL,
     BackgroundSettings,
@@ -164,6 +165,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             settings.redacted_database_url,
         )
     fired_total = 0
+    failures = FailureLog(log, "timer sweep")
     while not stop.is_set():
         try:
             fired, _ = sweep_once(
@@ -173,8 +175,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if args.once:
                 raise  # a one-off run that did nothing must not look like success
             # A lost connection or a deadlock victim: the claimed timers stay pending.
-            log.exception("sweep failed; trying again after the interval")
+            failures.failed()
             fired = 0
+        else:
+            failures.succeeded()
         fired_total += fired
         if fired:
             log.info("fired %d timers (%d in all)", fired, fired_total)

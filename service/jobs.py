@@ -12,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 
 from notifiers.dispatcher import Dispatcher
+from service.failures import FailureLog
 from workflows.briefing import enqueue_monthly_briefing
 from workflows.daily_digest import enqueue_daily_digests
 from workflows.sweep import sweep_once
@@ -31,6 +32,7 @@ class Jobs:
         self._stop = threading.Event()
         self._dispatch_thread: threading.Thread | None = None
         self.dispatcher: Dispatcher | None = None
+        self._failures = FailureLog(log, "timer sweep")
 
     def sweep(self) -> None:
         if not self._sweep_lock.acquire(blocking=False):
@@ -47,10 +49,11 @@ class Jobs:
                 with db.unit_of_work() as session:
                     enqueue_daily_digests(session, ctx)
                     enqueue_monthly_briefing(session, ctx)
+            self._failures.succeeded()
             if lock is None:
                 self.wake_at_next_due()
         except Exception:
-            log.exception("timer sweep failed; it will run again")
+            self._failures.failed()
         finally:
             self._sweep_lock.release()
 
