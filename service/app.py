@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -34,8 +35,8 @@ from service.deps import reject_unknown_query
 from service.jobs import Jobs
 from service.limits import LimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.models import ClockState
 from service.settings import Settings, get_settings
+from service.sim_clock import saved_clock, store_clock
 from workflows.calendar_store import CalendarStore
 from workflows.clock import ManualClock, SystemClock
 from workflows.context import EngineContext
@@ -50,16 +51,6 @@ collect → assign (交办) → acknowledge (签收) → supervise (督办) → 
 
 Authenticate with `Authorization: Bearer <key>`. Errors are `application/problem+json`.
 """
-
-
-def saved_clock(db: Database) -> datetime | None:
-    """The simulated time a previous process left (shared by `duban sweep` / `dispatch`)."""
-    try:
-        with db.unit_of_work(readonly=True) as session:
-            state = session.get(ClockState, 1)
-    except SQLAlchemyError:
-        return None  # not migrated yet
-    return state.now if state else None
 
 
 def build_context(settings: Settings, db: Database) -> EngineContext:
@@ -190,6 +181,9 @@ def create_app(settings: Settings | None = None, *, background: bool | None = No
     settings = settings or get_settings()
     db = Database(settings.database_url)
     ctx = build_context(settings, db)
+    if ctx.clock.manual and settings.clock_start:
+        with contextlib.suppress(SQLAlchemyError):  # not migrated yet: the first move stores it
+            store_clock(db, ctx.clock.now())  # the start given is everyone's time from now on
     if ctx.default_workflow not in ctx.workflows:
         raise ValueError(
             f"DUBAN_WORKFLOW: there is no workflow definition '{ctx.default_workflow}'"

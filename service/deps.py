@@ -18,6 +18,7 @@ from service.auth import Principal, admin_principal, bearer_token, principal_for
 from service.db import Database
 from service.problems import Problem
 from service.settings import Settings
+from service.sim_clock import follow_shared_clock
 
 bearer = HTTPBearer(auto_error=False, description="An API key, or DUBAN_ADMIN_KEY")
 
@@ -122,6 +123,9 @@ async def get_principal(
             principal = await run_in_threadpool(_principal_from_db, request, token)
             cache.put(token, principal, generation)
     request.state.principal = principal
+    ctx = request.app.state.ctx
+    if ctx.clock.manual:  # replicas share the simulated time (not a cost in production)
+        await run_in_threadpool(follow_shared_clock, request.app.state.db, ctx.clock)
     if request.method in ("GET", "HEAD") and not principal.has("read"):
         raise Problem(403, "This API key lacks the 'read' scope needed to read.")
     return principal

@@ -14,8 +14,9 @@ from sqlmodel import Session
 from service.api.common import ERROR_RESPONSES, Strict, local_iso
 from service.auth import require_administers_everything
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
-from service.models import CalendarYear, ClockState
+from service.models import CalendarYear
 from service.problems import Problem
+from service.sim_clock import store_clock
 from workflows.briefing import enqueue_monthly_briefing
 from workflows.calendar import CALENDAR_YEARS, OUTSIDE_CALENDAR, add_months
 from workflows.daily_digest import digest_moments, enqueue_daily_digests
@@ -117,12 +118,7 @@ def move_clock(body: ClockMove, request: Request, caller: Caller) -> ClockOut:
             with db.unit_of_work() as session:
                 enqueue_daily_digests(session, ctx)
                 enqueue_monthly_briefing(session, ctx)
-        with db.unit_of_work() as session:
-            state = session.get(ClockState, 1)
-            if state is None:
-                session.add(ClockState(id=1, now=clock.now()))
-            else:
-                state.now = clock.now()
+        store_clock(db, clock.now())
     return ClockOut(
         now=local_iso(clock.now(), request.app.state.settings.tz), mode="manual", fired=fired
     )

@@ -145,8 +145,9 @@ OURS = ("service", "workflows", "notifiers")
 LAYERS = {
     "service/models": ("service.models",),
     "service/db.py": (),
+    "service/failures.py": (),
     "workflows": ("workflows", "service.models", "service.db"),
-    "notifiers": ("notifiers", "service.models", "service.db"),
+    "notifiers": ("notifiers", "service.models", "service.db", "service.failures"),
 }
 
 
