@@ -123,6 +123,7 @@ def _view(context: Mapping[str, Any], base_url: str, kind: str | None = None) ->
         "reason": context.get("reason") or "",
         "note": inert(context.get("note")),
         "acknowledge_by": context.get("acknowledge_by") or "",
+        "escalated_now": bool(context.get("escalated_now")),
         "link": blocker_link(base_url, blocker_id) if blocker_id is not None else base_url,
     }
 

@@ -36,7 +36,14 @@ def _items_for_unit(session: Session, ctx, unit: Unit, now: datetime, horizon) -
         .limit(LISTED)
     )
     world = World(session)
-    return [message_context(world, b, cal, now, kind="deadline_reminder") for b in rows]
+    # Not signed for yet: labelled 签收提醒, not 到期提醒.
+    return [
+        message_context(
+            world, b, cal, now,
+            kind="acknowledge_reminder" if b.state == "assigned" else "deadline_reminder",
+        )
+        for b in rows
+    ]  # fmt: skip
 
 
 def _items_for_queue(session: Session, ctx, unit: Unit, now: datetime) -> list[dict]:

@@ -399,6 +399,7 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
             action=action,
             seq=seq,
             level_label=rung.label if rung else "",
+            escalated_now=run.escalated_to is not None,  # this very step escalated it
         )
         enqueue_for_unit(
             world,

@@ -248,6 +248,26 @@ def test_the_taskforce_digest_lists_the_most_overdue_first(db_url):
         assert [i["blocker_id"] for i in rows[-1].context["items"]] == [sooner, later]
 
 
+def test_the_units_digest_labels_a_blocker_not_signed_for_as_such(db_url):
+    from notifiers.render import render
+
+    with make_client(db_url) as client:  # Monday 2 March 2026, 09:30
+        city(client)
+        add_group(client, "wy")
+        create_project(client, "P1", "wy")
+        signed, unsigned = create_blocker(client, "P1")["id"], create_blocker(client, "P1")["id"]
+        for bid in (signed, unsigned):
+            ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 2}},
+                           headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{signed}/acknowledge", json={}, headers=ADMIN))
+        advance(client, "P1D")  # Tuesday 09:30: wy's digest lists both, due Wednesday
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            (row,) = session.exec(select(Notification).where(Notification.kind == "daily_digest")).all()
+        lines = render("daily_digest", row.context, "https://duban.example.gov.cn").text.splitlines()
+        assert any("【签收提醒】" in line for line in lines) and any("【到期提醒】" in line for line in lines)
+        assert [i["blocker_id"] for i in row.context["items"] if i["kind"] == "acknowledge_reminder"] == [unsigned]
+
+
 def test_every_delivery_is_named_for_what_happened(db_url):
     """A unit's own webhook channel and a `*` subscription both receive event names
     (blocker.assigned, blocker.deadline_reminder …), never bare action names."""

@@ -291,6 +291,25 @@ def test_unacknowledged_twice_escalates_and_reminders_respect_office_hours(db_ur
             assert session.exec(select(Notification)).first() is None  # no channels configured
 
 
+def test_the_second_acknowledgement_reminder_says_it_was_escalated_not_that_it_will_be(db_url):
+    from notifiers.render import render
+
+    with make_client(db_url) as client:
+        city(client)
+        ok(client.post("/api/v1/channels", json={"unit": "wy", "kind": "wecom",
+                                                 "url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=k"}, headers=ADMIN),
+           201)
+        b = _assigned(client, days=10)
+        set_clock(client, "2026-03-05T08:00:00+08:00")
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            rows = session.exec(select(Notification).where(Notification.blocker_id == b["id"],
+                                                           Notification.kind == "acknowledge_reminder")
+                                .order_by(Notification.id)).all()
+        first, second = (render(r.kind, r.context, "https://duban.example.gov.cn").text for r in rows)
+        assert "逾期仍未签收的，将按规定升级督办" in first and "已按规定升级督办" not in first
+        assert "已按规定升级督办（市综合专班）" in second and "将按规定升级督办" not in second
+
+
 def test_the_ladder_of_a_city_whose_units_carry_no_tags(db_url):
     """api.md's unit has no tags: the ladder follows the units' kinds and names instead."""
     with make_client(db_url) as client:
