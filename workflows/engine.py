@@ -180,7 +180,7 @@ def create_blocker(
                 **blocker_snapshot(world, blocker, cal, now),
                 "seq": event.seq,
                 "at": local,
-                "event": _event_body(event.id, event.seq, "create", vars(event), local),
+                "event": event_body(event.id, event.seq, "create", vars(event), local),
             },
             now=now,
         )
@@ -414,7 +414,7 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
         )
 
 
-def _event_body(event_id: int | None, seq: int, action: str, event: dict, local: str) -> dict:
+def event_body(event_id: int | None, seq: int, action: str, event: dict, local: str) -> dict:
     """The timeline entry inside a webhook: `event` is the row's fields."""
     return {
         "id": event_id,
@@ -439,7 +439,7 @@ def enqueue_step_webhooks(world: World, step: Step, event_id: int) -> None:
         **step.snapshot,
         "seq": event["seq"],
         "at": local,
-        "event": _event_body(event_id, event["seq"], action, event, local),
+        "event": event_body(event_id, event["seq"], action, event, local),
     }
     now = event["at"]
     enqueue_webhooks(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from service.models import Escalation
+from service.models import Blocker, Escalation, Event
 from workflows.audit import append_event
 from workflows.context import EngineContext
-from workflows.engine import Actor, load_blocker
+from workflows.engine import Actor, event_body, load_blocker
 from workflows.errors import NotAllowed
+from workflows.outbox import blocker_snapshot, enqueue_webhooks, event_name
+from workflows.world import World
 
 NEXT = {"acknowledge": ("open",), "handle": ("open", "acknowledged")}
 
@@ -44,7 +46,7 @@ def record_queue_action(
         return
     blocker.version += 1
     blocker.updated_at = now
-    append_event(
+    event = append_event(
         session,
         blocker,
         at=now,
@@ -56,4 +58,32 @@ def record_queue_action(
         state_after=blocker.state,
         payload={"escalation_id": entry.id, "level": entry.level, "note": note},
     )
-    session.flush()
+    session.flush()  # the event's id is part of what subscribers receive
+    _tell_subscribers(session, ctx, blocker, event)
+
+
+def _tell_subscribers(session: Session, ctx: EngineContext, blocker: Blocker, event: Event) -> None:
+    """Signed webhooks about the queue action, like those about any other timeline event."""
+    world = World(session)
+    if not world.has_subscriptions():
+        return
+    cal = ctx.calendars.get(session)
+    local = event.at.astimezone(cal.tz).isoformat()
+    fields = {name: getattr(event, name) for name in ("actor", "state_before", "state_after")}
+    fields |= {"payload": event.payload, "hash": event.hash}
+    body = {
+        "blocker_id": blocker.id,
+        "action": event.action,
+        **blocker_snapshot(world, blocker, cal, event.at),
+        "seq": event.seq,
+        "at": local,
+        "event": event_body(event.id, event.seq, event.action, fields, local),
+    }
+    enqueue_webhooks(
+        world,
+        blocker=blocker,
+        event_type=event_name(event.action),
+        body=body,
+        now=event.at,
+        aliases=(f"blocker.{event.action}",),
+    )

@@ -128,6 +128,9 @@ EVENT_NAMES = {
     "feedback_missed": "blocker.feedback_missed",
     "remind_verify": "blocker.verification_reminder",
     "climb": "blocker.climbed",
+    # The escalation queue worked (an entry acknowledged, handled): also timeline events.
+    "escalation_acknowledge": "blocker.escalation_acknowledged",
+    "escalation_handle": "blocker.escalation_handled",
 }
 
 

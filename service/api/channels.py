@@ -59,6 +59,8 @@ EVENT_TYPES = (
     "blocker.remind_deadline",
     "blocker.feedback_missed",
     "blocker.remind_verify",
+    "blocker.escalation_acknowledge",
+    "blocker.escalation_handle",
 )
 
 

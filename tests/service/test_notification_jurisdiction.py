@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlmodel import select
+
+from service.models import Notification
 from tests.helpers import (
     ADMIN,
     advance,
@@ -123,3 +126,39 @@ def test_a_revoked_keys_subscription_receives_nothing_more(db_url):
         advance(client, "P3D")  # the acknowledgement reminder and escalation, through the sweep
         assert "blocker.escalated" in deliveries("admin")
         assert deliveries("county") == ["blocker.created"]
+
+
+def test_working_the_escalation_queue_is_delivered_to_subscribers(db_url):
+    """The queue's acknowledge and handle are timeline events too, so `*` receives them, as
+    does a subscription naming them (or their action names)."""
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        city(client)
+        create_project(client, "P1", "wy")
+        hooks = {
+            name: ok(client.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:9/{name}", "secret": "s",
+                                                           "events": events}, headers=ADMIN), 201)
+            for name, events in (("all", ["*"]), ("handled", ["blocker.escalation_handle"]))
+        }
+        bid = create_blocker(client, "P1")["id"]
+        ok(client.post(f"/api/v1/blockers/{bid}/assign", json={"unit": "wy", "deadline": {"working_days": 5}},
+                       headers=ADMIN))
+        ok(client.post(f"/api/v1/blockers/{bid}/request_escalation", json={"reason": "需协调"}, headers=ADMIN))
+        (entry,) = ok(client.get("/api/v1/escalations", headers=ADMIN))["items"]
+        taskforce = create_key(client, "xx-zb")
+        for action in ("acknowledge", "handle"):
+            ok(client.post(f"/api/v1/escalations/{entry['id']}/{action}", json={"note": "已协调"}, headers=taskforce))
+
+        def delivered(name: str) -> list[str]:
+            rows = ok(client.get("/api/v1/notifications", params={"blocker": bid, "limit": 500},
+                                 headers=ADMIN))["items"]
+            return [r["event_type"] for r in rows if r["channel"] == hooks[name]["channel_id"]]
+
+        assert delivered("all")[-2:] == ["blocker.escalation_acknowledged", "blocker.escalation_handled"]
+        assert delivered("handled") == ["blocker.escalation_handled"]
+        timeline = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))["timeline"]
+        assert [e["action"] for e in timeline[-2:]] == ["escalation_acknowledge", "escalation_handle"]
+        with client.app.state.db.unit_of_work(readonly=True) as session:
+            body = session.exec(select(Notification).where(Notification.channel_id == hooks["handled"]["channel_id"])
+                                ).one().context
+        assert (body["event"]["id"], body["event"]["hash"], body["version"]) == (
+            timeline[-1]["id"], timeline[-1]["hash"], len(timeline))
