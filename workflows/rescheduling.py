@@ -107,7 +107,8 @@ def recount_timers(session: Session, ctx: EngineContext, years: set[int]) -> int
 
     They keep their starting moment and step and only fall due on another day. A reminder
     before the deadline that now falls in the past no longer applies, as when it is first
-    planned. No event is written: a timer is not part of the timeline until it fires."""
+    planned; any other timer is never moved into the past. No event is written: a timer is
+    not part of the timeline until it fires."""
     cal = ctx.calendars.get(session)
     now = ctx.clock.now()
     first = datetime(min(years), 1, 1, tzinfo=cal.tz) - BEFORE_DEADLINE
@@ -137,6 +138,11 @@ def recount_timers(session: Session, ctx: EngineContext, years: set[int]) -> int
             continue
         if spec.anchor == "deadline" and spec.working_days != 0 and due <= now:
             timer.status = "cancelled"
+        elif due <= now:
+            # Never into the past (as deadlines): a correction that takes days back does not
+            # tell a unit at once that its feedback is late, nor escalate it; the timer keeps
+            # its own moment, still to come.
+            continue
         else:
             timer.due_at = due
         moved += 1

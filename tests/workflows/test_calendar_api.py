@@ -346,3 +346,22 @@ def test_a_correction_never_moves_a_deadline_into_the_past(db_url):
         assert (moved["deadline"], moved["overdue"], moved["state"]) == ("2026-03-13", False, "supervised")
         ok(client.post("/api/v1/admin/clock", json={"advance": "PT1H"}, headers=ADMIN))
         assert _detail(client, b["id"])["escalation_level"] == 0
+
+
+def test_a_correction_never_moves_a_timer_into_the_past(db_url):
+    """Feedback due every 5 working days from acknowledgement: make-up days added behind
+    the clock would put it in the past, to fire at once as 'feedback late'. It keeps its
+    own moment instead, and nothing is due right after the correction."""
+    with make_client(db_url) as client:  # Monday 2 March 2026
+        _setup(client)
+        b = _assigned(client, {"working_days": 20})
+        ok(client.post(f"/api/v1/blockers/{b['id']}/acknowledge", json={}, headers=ADMIN))
+        before = _timers(_detail(client, b["id"]))["feedback_due"]
+        assert before.startswith("2026-03-09")
+        _set(client, "2026-03-09T10:00:00+08:00")
+        calendar = ok(client.get("/api/v1/calendar/2026", headers=ADMIN))
+        body = {"holidays": calendar["holidays"], "workdays": sorted([*calendar["workdays"], "2026-03-07", "2026-03-08"])}
+        ok(client.put("/api/v1/calendar/2026", json=body, headers=ADMIN))  # would count to the 6th
+        detail = _detail(client, b["id"])
+        assert _timers(detail)["feedback_due"] == before
+        assert all(t["due_at"] > "2026-03-09T10:00:00+08:00" for t in detail["timers"])
