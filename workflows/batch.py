@@ -29,7 +29,7 @@ from workflows.bulk import insert_rows, update_rows
 from workflows.context import EngineContext
 from workflows.definition import Workflow
 from workflows.effects import escalates_nowhere
-from workflows.outbox import drop_untrue_reminders, unsent_reminders
+from workflows.outbox import drop_unsent, unsent_reminders
 from workflows.world import World, chunks
 
 SET_SAFE_EFFECTS = frozenset({"escalate", "remind_then_escalate"})
@@ -150,7 +150,7 @@ def fire_batch(
     fired_ids = [row.id for row, _, _, _ in chosen]
     moved = [s.blocker.id for s in steps if s.event["state_before"] != s.event["state_after"]]
     for chunk in chunks(moved):  # before this batch's own messages are written
-        drop_untrue_reminders(session, unsent_reminders(chunk), ctx.lock_rows)
+        drop_unsent(session, unsent_reminders(chunk), ctx.lock_rows)
     _set_status(session, fired_ids, status="fired", fired_at=now)
     _set_status(session, stale, status="cancelled")
     _write(session, ctx, world, steps)

@@ -31,7 +31,7 @@ from workflows.errors import (
 )
 from workflows.outbox import (
     blocker_snapshot,
-    drop_untrue_reminders,
+    drop_unsent,
     enqueue_for_unit,
     enqueue_webhooks,
     event_name,
@@ -235,7 +235,7 @@ def apply(
     step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
     untrue = untrue_kinds(action, state_before, blocker.state)
     if untrue_ids := [i for i, kind in held if kind in untrue]:
-        drop_untrue_reminders(session, untrue_ids, ctx.lock_rows)
+        drop_unsent(session, untrue_ids, ctx.lock_rows)
     event = Event(**step.event)
     session.add(event)
     if step.cancel:

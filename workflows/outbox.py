@@ -262,11 +262,11 @@ def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
     )
 
 
-def drop_untrue_reminders(session: Session, ids: Any, postgres: bool) -> int:
-    """Delete the reminder rows `ids` (a list or an id query, see `unsent_reminders`): a
-    withdrawn blocker is not told on Monday that its feedback is late, nor a unit that
-    signed for an assignment at 08:00 told to sign for it. A row a dispatcher has locked to
-    send is left to it (it is on its way)."""
+def drop_unsent(session: Session, ids: Any, postgres: bool) -> int:
+    """Delete the outbox rows `ids` (a list or an id query) that no dispatcher has tried,
+    because what they say is no longer true: a withdrawn blocker is not told on Monday that
+    its feedback is late, nor a unit that signed for an assignment at 08:00 told to sign for
+    it. A row a dispatcher has locked to send is left to it (it is on its way)."""
     query = (
         ids
         if not isinstance(ids, list)
