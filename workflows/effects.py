@@ -150,12 +150,13 @@ def set_assignment(run: Run) -> None:
 
 
 def start_at_authority_level(run: Run) -> None:
-    """A blocker that only the city (or province) can solve starts at level 1 (or the top)."""
+    """A blocker that only the city (or province) can solve starts at level 1 (or the top):
+    one entry, in that level's queue; the levels below are not told of it as escalated."""
     level = {"city": 1, "province": run.workflow.definition.top_level}.get(
         run.blocker.authority_level, 0
     )
-    while run.blocker.escalation_level < level:
-        escalate_one(run, "authority")
+    if run.blocker.escalation_level < level:
+        escalate_one(run, "authority", to_level=level)
 
 
 def new_deadline(run: Run) -> None:
@@ -231,11 +232,13 @@ def taskforce_for(world: World, blocker: Any) -> Unit | None:
     return world.general_taskforce(home) if home else None
 
 
-def escalate_one(run: Run, reason: str) -> None:
-    """Move the blocker up one rung; a step that was taken already is never taken twice."""
+def escalate_one(run: Run, reason: str, to_level: int | None = None) -> None:
+    """Move the blocker up one rung (or straight to `to_level`); a step that was taken
+    already is never taken twice."""
     blocker, definition, world = run.blocker, run.workflow.definition, run.world
     assert world is not None
-    level, step = blocker.escalation_level + 1, f"level-{blocker.escalation_level + 1}"
+    level = to_level if to_level is not None else blocker.escalation_level + 1
+    step = f"level-{level}"
     if level > definition.top_level:
         if not blocker.return_count:
             run.recorded.setdefault("escalation", "already at the top of the ladder")

@@ -488,3 +488,18 @@ def test_a_blocker_a_failed_verification_took_to_the_top_is_not_queued_there_twi
         b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
         assert (b["state"], b["escalation_level"]) == ("deadline", 3)
         assert queued() == [(3, "failed_verification")]
+
+
+def test_a_blocker_only_the_province_can_solve_enters_the_top_queue_once(db_url):
+    """It starts at the top: one entry there, not one at each level on the way (the general
+    taskforce and the vice mayor are not told it was escalated to them)."""
+    with make_client(db_url) as client:
+        city(client)
+        bid = _assigned(client, days=10, authority_level="province")["id"]
+        entries = [(e["level"], e["reason"], e["unit"]) for e in
+                   ok(client.get("/api/v1/escalations?limit=500", headers=ADMIN))["items"] if e["blocker_id"] == bid]
+        assert entries == [(3, "authority", "xx")]
+        b = ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))
+        assert b["escalation_level"] == 3
+        (assigned,) = [e for e in b["timeline"] if e["action"] == "assign"]
+        assert [x["level"] for x in assigned["payload"]["escalations"]] == [3]
