@@ -140,7 +140,14 @@ def set_assignment(run: Run) -> None:
             raise _invalid(
                 f"assisting_units: there is no unit with code '{code}'.", "assisting_units"
             )
-        assisting.append(other.id)
+        if other.id == unit.id:
+            raise _invalid(
+                f"assisting_units: '{code}' is the responsible unit; a unit does not assist "
+                "itself.",
+                "assisting_units",
+            )
+        if other.id not in assisting:  # named twice: it assists once
+            assisting.append(other.id)
     if p.get("complexity"):
         run.blocker.complexity = p["complexity"]
     run.blocker.unit_id = unit.id

@@ -503,3 +503,17 @@ def test_a_blocker_only_the_province_can_solve_enters_the_top_queue_once(db_url)
         assert b["escalation_level"] == 3
         (assigned,) = [e for e in b["timeline"] if e["action"] == "assign"]
         assert [x["level"] for x in assigned["payload"]["escalations"]] == [3]
+
+
+def test_assisting_units_name_others_once(db_url):
+    with make_client(db_url) as client:
+        city(client)
+        create_project(client, "P1", "wy")
+        bid = create_blocker(client, "P1")["id"]
+        body = {"unit": "wy", "deadline": {"working_days": 5}, "assisting_units": ["wy-zrzy", "wy"]}
+        refused = client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN)
+        assert refused.status_code == 422 and "does not assist itself" in refused.json()["detail"]
+        assert ok(client.get(f"/api/v1/blockers/{bid}", headers=ADMIN))["state"] == "collected"
+        body["assisting_units"] = ["wy-zrzy", "hj", "wy-zrzy"]
+        assigned = ok(client.post(f"/api/v1/blockers/{bid}/assign", json=body, headers=ADMIN))
+        assert assigned["assisting_units"] == ["wy-zrzy", "hj"]
