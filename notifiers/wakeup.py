@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from service.db import OUTBOX_CHANNEL, Database
+from service.failures import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,19 @@ class OutboxListener:
         self._thread.join(timeout=CHECK_STOP_S + 5.0)
 
     def _run(self) -> None:
+        failures = FailureLog(log, "listening for outbox commits (polling meanwhile)")
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    failures.succeeded()
                     self._bell.set()  # rows committed while nobody listened
                     self.listening.set()  # after the ring: a test may clear it and wait
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=CHECK_STOP_S, stop_after=1):
                             self._bell.set()
-            except psycopg.Error as exc:
+            except psycopg.Error:
                 self.listening.clear()
                 if not self._stop.is_set():
-                    log.warning("outbox LISTEN connection lost (%s); polling meanwhile", exc)
+                    failures.failed()  # one traceback, then a line a minute
                     self._stop.wait(RECONNECT_S)

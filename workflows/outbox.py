@@ -249,15 +249,18 @@ REMINDER_KINDS = (
 
 
 def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
-    """A query of the blockers' reminder rows that no dispatcher has tried (their ids, or
-    the `columns` given)."""
+    """A query of the blockers' reminder rows to people (chat groups, e-mail) that no
+    dispatcher has tried (their ids, or the `columns` given). A system behind a unit's
+    webhook channel gets them still: what the timer did is a fact of the timeline."""
     tried = select(NotificationAttempt.id).where(
         NotificationAttempt.notification_id == Notification.id
     )
+    to_people = select(Channel.id).where(Channel.kind.in_(CHAT_KINDS))
     return select(*(columns or (Notification.id,))).where(
         Notification.blocker_id.in_(blocker_ids),
         Notification.status == "pending",
         Notification.kind.in_(REMINDER_KINDS),
+        Notification.channel_id.in_(to_people),
         ~tried.exists(),
     )
 
