@@ -68,16 +68,20 @@ class Principal:
     def administers(self, path: str | None) -> bool:
         """Whether this key may change the unit at `path` and what hangs on it (sub-units,
         officers, API keys, channels): the bootstrap admin anywhere, a key with the `admin`
-        scope within its jurisdiction (a county's, its county; a city taskforce's, the
-        city). A county's key never mints a key for another county, or for the city."""
-        return self.is_admin or ("admin" in self.scopes and self.sees_path(path))
+        scope its own unit and the units under it. A county's key never mints a key for
+        another county or for the city; a taskforce's key, which sees the whole city's
+        blockers, administers its own unit only."""
+        if self.is_admin:
+            return True
+        own = self.unit_path
+        return "admin" in self.scopes and bool(path and own and path.startswith(own))
 
     @property
     def administers_everything(self) -> bool:
-        """Whether this key may change what holds for the whole installation (the holiday
-        calendar, the simulation clock): the bootstrap admin, or a key with the `admin`
-        scope whose jurisdiction is a whole tree (a root unit's, or its taskforce's)."""
-        root = bool(self.scope_path) and (self.scope_path or "").count("/") == 2
+        """Whether this key may change what holds for the whole tree (the holiday calendar,
+        the simulation clock, the ladder's tags): the bootstrap admin, or a key with the
+        `admin` scope of a root unit (the city itself)."""
+        root = bool(self.unit_path) and (self.unit_path or "").count("/") == 2
         return self.is_admin or ("admin" in self.scopes and root)
 
     @property

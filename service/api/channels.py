@@ -211,8 +211,14 @@ def list_channels(
     if unit:
         query = query.where(Unit.code == unit)
     rows = list(session.exec(query.order_by(Channel.id).limit(limit + 1)))
-    reveal = caller.has("admin")  # only the admin, who set them up, sees robot tokens
-    return page_of(rows, limit, lambda c: channel_out(session, c, request, reveal=reveal))
+    # Robot tokens only to whoever administers the unit (and set them up).
+    return page_of(
+        rows,
+        limit,
+        lambda c: channel_out(
+            session, c, request, reveal=caller.administers(session.get(Unit, c.unit_id).path)
+        ),
+    )
 
 
 class ChannelUpdate(Strict):

@@ -11,7 +11,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from notifiers.claims import in_flight, requeue, requeue_many
-from service.api.blocker_views import units_in_scope, visibility_clause
+from service.api.blocker_views import units_in_scope, visibility_clause, visible_blocker_or_404
 from service.api.common import (
     ERROR_RESPONSES,
     MAX_ID,
@@ -32,6 +32,7 @@ from service.models import (
     Channel,
     Notification,
     NotificationAttempt,
+    Unit,
     WebhookSubscription,
 )
 from service.problems import Problem
@@ -216,10 +217,11 @@ def retry_notifications(body: RetryMany, session: WriteSession, caller: Caller) 
     receiver's outage, or once a chat robot's key is fixed. Each keeps its delivery id, so
     receivers dedupe as usual; rows being sent right now are left to finish."""
     require_scope(caller, "write")
-    if body.channel is not None and session.get(Channel, body.channel) is None:
-        raise Problem(404, f"There is no channel {body.channel}.")
-    if body.blocker is not None and session.get(Blocker, body.blocker) is None:
-        raise Problem(404, f"There is no blocker {body.blocker}.")
+    # A filter this key could not have learnt of is not found, whether it exists or not.
+    if body.channel is not None and not _sees_channel(session, caller, body.channel):
+        raise Problem(404, f"There is no channel {body.channel} that this key can see.")
+    if body.blocker is not None:
+        visible_blocker_or_404(session, caller, body.blocker)
     where = Notification.status == body.status
     clause = notification_clause(caller)
     if clause is not None:
@@ -229,3 +231,17 @@ def retry_notifications(body: RetryMany, session: WriteSession, caller: Caller) 
     if body.blocker is not None:
         where = where & (Notification.blocker_id == body.blocker)
     return RetryManyOut(requeued=requeue_many(session, where))
+
+
+def _sees_channel(session: Session, caller: Principal, channel_id: int) -> bool:
+    """A unit's channel within the key's jurisdiction, or a subscription the key made."""
+    channel = session.get(Channel, channel_id)
+    if channel is None or caller.is_admin:
+        return channel is not None
+    sub = session.exec(
+        select(WebhookSubscription).where(WebhookSubscription.channel_id == channel_id)
+    ).first()
+    if sub is not None and sub.api_key_id is not None:
+        return sub.api_key_id == caller.key_id
+    unit = session.get(Unit, sub.unit_id if sub is not None else channel.unit_id)
+    return unit is not None and caller.sees_path(unit.path)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StrictBool
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from service.api.common import (
@@ -16,6 +17,7 @@ from service.api.common import (
     RowId,
     Strict,
     decode_cursor,
+    forget_cached_keys,
     local_iso,
     page_of,
     unit_by_code,
@@ -23,7 +25,7 @@ from service.api.common import (
 from service.auth import require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
-from service.models import Officer, Unit
+from service.models import ApiKey, Officer, Unit
 from service.problems import Problem
 
 router = APIRouter(
@@ -149,7 +151,8 @@ def update_officer(
 ) -> OfficerOut:
     """Correct an officer (a new mobile, a new role) or mark one who left the post
     `"active": false`; admin scope. The officer stays in the timelines that name them; the
-    blockers assigned to them @ their unit's leads until they are reassigned."""
+    blockers assigned to them @ their unit's leads until they are reassigned; the API keys
+    bound to them are revoked (within `DUBAN_AUTH_CACHE_S` in other processes)."""
     require_scope(caller, "admin")
     officer = session.get(Officer, officer_id)
     unit = session.get(Unit, officer.unit_id) if officer else None
@@ -158,12 +161,20 @@ def update_officer(
     given = body.model_fields_set
     if not given:
         raise Problem(422, f"Give at least one of {', '.join(OfficerUpdate.model_fields)}.")
+    leaving = officer.active and body.active is False
     for name in given:
         value = getattr(body, name)
         if value is None and name in ("name", "mobile", "role", "active"):
             raise Problem(422, f"{name}: an officer always has one; give a value.", field=name)
         setattr(officer, name, value)
     session.add(officer)
+    if leaving:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.officer_id == officer.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=request.app.state.ctx.clock.now())
+        )
+        forget_cached_keys(session, request)
     session.flush()
     return officer_out(session, officer, request)
 

@@ -21,7 +21,7 @@ from service.api.common import (
     unit_by_code,
     visible_unit_or_404,
 )
-from service.auth import require_administers, require_scope
+from service.auth import Principal, require_administers, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.idempotency import idempotent
 from service.models import Unit
@@ -96,7 +96,7 @@ def create_unit(body: UnitCreate, request: Request, session: WriteSession, calle
     require_scope(caller, "admin")
 
     def create() -> tuple[int, UnitOut]:
-        _check_tags(body.tags)
+        _check_tags(caller, body.tags)
         if session.exec(select(Unit.id).where(Unit.code == body.code)).first() is not None:
             raise Problem(
                 409, f"code: a unit with code '{body.code}' already exists.", field="code"
@@ -151,9 +151,18 @@ def get_unit(code: str, request: Request, session: ReadSession, caller: Caller) 
     return unit_out(session, visible_unit_or_404(session, caller, code), request)
 
 
-def _check_tags(tags: list[str] | None) -> None:
+def _check_tags(caller: Principal, tags: list[str] | None, changing: bool = False) -> None:
+    """Tags decide who receives escalations (the ladder): only the bootstrap admin or the
+    city's own admin key sets them, or a county could take the city's queue for itself."""
     if any(not tag or len(tag) > 64 for tag in tags or []):
         raise Problem(422, "tags: each tag has 1 to 64 characters.", field="tags")
+    if (tags or changing) and not caller.administers_everything:
+        raise Problem(
+            403,
+            "tags: the ladder's tags are set by the bootstrap admin key or a key with the "
+            "'admin' scope of the city itself (its root unit).",
+            field="tags",
+        )
 
 
 @router.patch("/{code}", response_model=UnitOut)
@@ -175,7 +184,7 @@ def update_unit(
             raise Problem(422, "name: a unit always has a name; give one.", field="name")
         unit.name = body.name
     if "tags" in given:
-        _check_tags(body.tags)
+        _check_tags(caller, body.tags, changing=True)
         unit.tags = list(body.tags or [])
     session.add(unit)
     session.flush()

@@ -128,6 +128,10 @@ def test_after_an_outage_every_dead_row_a_key_may_retry_is_requeued_in_one_call(
             answer = client.post("/api/v1/notifications/retry", json=body, headers=wy_key)
             assert answer.status_code == 422, (body, answer.text)
         assert client.post("/api/v1/notifications/retry", json={"channel": 999999}, headers=wy_key).status_code == 404
+        # Another county's channel or blocker is "not found" too, like one that does not exist.
+        hj_blocker = next(r["blocker_id"] for r in dead if r["channel"] == channels["hj"])
+        for body in ({"channel": channels["hj"]}, {"blocker": hj_blocker}):
+            assert client.post("/api/v1/notifications/retry", json=body, headers=wy_key).status_code == 404
         reader = create_key(client, "wy", scopes=("read",))
         assert client.post("/api/v1/notifications/retry", json={}, headers=reader).status_code == 403
         assert len(ok(client.get("/api/v1/notifications", params={"status": "dead"}, headers=ADMIN))["items"]) == 3

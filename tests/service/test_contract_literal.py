@@ -153,3 +153,39 @@ def test_a_secret_is_signed_with_exactly_as_given(sqlite_url):
         create_blocker(client, "P1")
         deliver(client, 2)
         assert len(hook.deliveries) == 1 and hook.rejected == 0
+
+
+def test_the_ladder_and_the_city_are_administered_from_the_top_only(db_url):
+    """A county's admin key cannot tag its own unit into the ladder (and take the city's
+    queue); a taskforce's admin key sees the whole city's blockers but administers its own
+    unit only; the city's own admin key does the rest."""
+    with make_client(db_url) as client:
+        city(client)
+        wy_admin = create_key(client, "wy", scopes=("read", "write", "admin"))
+        taskforce_admin = create_key(client, "xx-zb", scopes=("read", "write", "admin"))
+        city_admin = create_key(client, "xx", scopes=("read", "write", "admin"))
+        units = ok(client.get("/api/v1/units?limit=500", headers=ADMIN))
+        township = {"code": "wy-t", "name": "某镇", "level": "township", "kind": "government", "parent": "wy"}
+        for method, path, body, key in (
+            ("PATCH", "/api/v1/units/wy", {"tags": ["general_taskforce", "oversees:hj"]}, wy_admin),
+            ("PATCH", "/api/v1/units/wy", {"tags": None}, wy_admin),
+            ("POST", "/api/v1/units", {**township, "tags": ["city_government"]}, wy_admin),
+            ("POST", "/api/v1/api-keys", {"name": "k", "unit": "xx", "scopes": ["read", "admin"]}, taskforce_admin),
+            ("POST", "/api/v1/api-keys", {"name": "k", "unit": "wy", "scopes": ["read"]}, taskforce_admin),
+            ("PUT", "/api/v1/calendar/2028", {"holidays": ["2028-01-03"]}, taskforce_admin),
+            ("PATCH", "/api/v1/units/xx-cwfsz", {"tags": ["sector:用地"]}, taskforce_admin),
+        ):
+            answer = client.request(method, path, json=body, headers=key)
+            assert answer.status_code in (403, 404), (path, body, answer.text)
+        assert ok(client.get("/api/v1/units?limit=500", headers=ADMIN)) == units
+        root_key = next(k for k in ok(client.get("/api/v1/api-keys?limit=500", headers=ADMIN))["items"]
+                        if k["unit"] == "xx")
+        assert client.post(f"/api/v1/api-keys/{root_key['id']}/rotate", headers=taskforce_admin).status_code == 404
+        # The taskforce key still reads the city (its jurisdiction for blockers) ...
+        assert {u["code"] for u in ok(client.get("/api/v1/units?limit=500", headers=taskforce_admin))["items"]} >= {"wy", "hj"}
+        # ... and the county renames itself; the city's own admin key tags and loads the calendar.
+        assert ok(client.patch("/api/v1/units/wy", json={"name": "原阳县人民政府（新）"}, headers=wy_admin))["tags"] == []
+        assert ok(client.patch("/api/v1/units/xx-fsz-land", json={"tags": ["sector:用地", "oversees:hj"]},
+                               headers=city_admin))["tags"] == ["sector:用地", "oversees:hj"]
+        ok(client.put("/api/v1/calendar/2028", json={"holidays": ["2028-01-03"]}, headers=city_admin))
+        ok(client.delete("/api/v1/calendar/2028", headers=city_admin))

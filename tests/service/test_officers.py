@@ -42,8 +42,11 @@ def test_an_officer_is_corrected_then_leaves_and_is_no_longer_at_ed_or_assigned(
 
         assert mentions(first) == [["13700000006"]]
 
+        own_key = create_key(client, "wy", officer_id=wang["id"])
+        ok(client.get("/api/v1/blockers", headers=own_key))
         gone = ok(client.patch(f"/api/v1/officers/{wang['id']}", json={"active": False}, headers=ADMIN))
         assert gone["active"] is False
+        assert client.get("/api/v1/blockers", headers=own_key).status_code == 401  # their key goes too
         # No new assignment, key or project for someone who left; nothing changes.
         second = create_blocker(client, "P1")
         refused = client.post(f"/api/v1/blockers/{second['id']}/assign", json={**ASSIGN, "officer_id": wang["id"]},

@@ -154,7 +154,7 @@ def test_serve_says_where_it_serves_and_warns_when_nothing_can_administer_it(tmp
     monkeypatch.chdir(tmp_path)  # the default: SQLite under ./var, no admin key needed
     url = "sqlite:///./var/duban.db"
     with caplog.at_level("INFO", logger="duban"):
-        _announce(Settings(database_url=url), "127.0.0.1", 8123)
+        _announce(Settings(database_url=url, admin_key=None), "127.0.0.1", 8123)
     said = caplog.text
     assert "http://127.0.0.1:8123" in said and f"SQLite {tmp_path}/var/duban.db" in said
     assert "system clock" in said and "DUBAN_ADMIN_KEY is not set" in said
