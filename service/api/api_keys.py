@@ -93,7 +93,9 @@ def key_info(session: Session, key: ApiKey, request: Request) -> ApiKeyInfo:
         prefix=key.prefix,
         created_at=local_iso(key.created_at, tz),
         revoked_at=local_iso(key.revoked_at, tz),
-        previous_until=local_iso(key.previous_until, tz) if key.previous_hash else None,
+        previous_until=(
+            local_iso(key.previous_until, tz) if key.previous_hash and not key.revoked_at else None
+        ),
     )
 
 

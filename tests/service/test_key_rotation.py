@@ -88,3 +88,5 @@ def test_rotation_without_overlap_ends_the_old_secret_at_once_and_refuses_what_i
         assert answer.status_code == 409 and "revoked" in answer.json()["detail"]
         for secret in (second["key"], third["key"]):  # the overlap ends with the revocation
             assert client.get("/api/v1/blockers", headers=bearer(secret)).status_code == 401
+        listed = ok(client.get("/api/v1/api-keys", headers=ADMIN))["items"]
+        assert next(k for k in listed if k["id"] == made["id"])["previous_until"] is None
