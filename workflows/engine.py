@@ -228,8 +228,14 @@ def apply(
             raise InvalidPayload(f"{name}: required for '{action}'.", field=name)
 
     now = ctx.clock.now()
-    # Reminders not sent yet, taken before the action writes its own messages.
-    held = session.exec(unsent_reminders([blocker.id], Notification.id, Notification.kind)).all()
+    # Reminders not sent yet, taken before the action writes its own messages; only for an
+    # action that can make one untrue (one that moves the blocker, or feedback).
+    moves = spec.to not in (None, blocker.state) or bool(spec.branches)
+    held = (
+        session.exec(unsent_reminders([blocker.id], Notification.id, Notification.kind)).all()
+        if moves or untrue_kinds(action, "", "")
+        else []
+    )
     state_before = blocker.state
     world = World(session)
     step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
