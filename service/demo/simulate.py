@@ -12,6 +12,7 @@ from service.db import Database
 from service.demo import city
 from service.demo.seed import World
 from service.models import Blocker, Project, Unit
+from service.sim_clock import store_clock
 from workflows import engine
 from workflows.briefing import enqueue_monthly_briefing
 from workflows.context import EngineContext
@@ -182,7 +183,11 @@ class Simulation:
                 ("09:00", self.rng.randint(4, 8)),
                 ("15:00", self.rng.randint(0, 3)),
             ):
-                advance_clock(self.db, self.ctx, cal.at_local(day, hhmm))
+                with self.ctx.clock.lock:  # type: ignore[attr-defined]
+                    advance_clock(self.db, self.ctx, cal.at_local(day, hhmm))
+                    # What every request follows (service/sim_clock.py): store it before
+                    # the lock goes, or a request in between would take time back.
+                    store_clock(self.db, self.ctx.clock.now())
                 with self.db.unit_of_work() as session:
                     enqueue_daily_digests(session, self.ctx)
                     enqueue_monthly_briefing(session, self.ctx)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 import httpx
 import uvicorn
 
-from service.demo.run import build
+from service.demo.run import DEMO_KEY, START, build
 from service.jobs import make_dispatcher
 from tests.live import free_port
 
@@ -28,6 +29,12 @@ def test_demo_city_escalates_and_chat_messages_arrive(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.05)
         sim.next_day()
+        # A visitor's API call follows the stored simulated time: the day just simulated,
+        # not the demo's start (which would take the city's clock back).
+        moved_to = app.state.ctx.clock.now()
+        assert moved_to > datetime.fromisoformat(START)
+        clock = httpx.get(f"{base}/api/v1/admin/clock", headers={"Authorization": f"Bearer {DEMO_KEY}"}).json()
+        assert datetime.fromisoformat(clock["now"]) == moved_to == app.state.ctx.clock.now()
         dispatcher = make_dispatcher(app)
         try:
             for _ in range(10):
