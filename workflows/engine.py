@@ -30,6 +30,7 @@ from workflows.errors import (
     StaleVersion,
 )
 from workflows.outbox import (
+    UNTRUE_WITHOUT_MOVING,
     blocker_snapshot,
     drop_unsent,
     enqueue_for_unit,
@@ -233,7 +234,7 @@ def apply(
     moves = spec.to not in (None, blocker.state) or bool(spec.branches)
     held = (
         session.exec(unsent_reminders([blocker.id], Notification.id, Notification.kind)).all()
-        if moves or untrue_kinds(action, "", "")
+        if moves or action in UNTRUE_WITHOUT_MOVING
         else []
     )
     state_before = blocker.state
@@ -241,7 +242,8 @@ def apply(
     step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
     untrue = untrue_kinds(action, state_before, blocker.state)
     if untrue_ids := [i for i, kind in held if kind in untrue]:
-        drop_unsent(session, untrue_ids, ctx.lock_rows)
+        query = unsent_reminders([blocker.id]).where(Notification.id.in_(untrue_ids))
+        drop_unsent(session, query, ctx.lock_rows)
     event = Event(**step.event)
     session.add(event)
     if step.cancel:

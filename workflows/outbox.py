@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from service.models import Channel, Notification, NotificationAttempt, Unit, WebhookSubscription
+from service.models import Channel, Notification, NotificationAttempt, Unit
 from service.models.blocker import is_overdue
 from workflows.calendar import WorkingDayCalendar
-from workflows.world import World
+from workflows.world import World, subscription_channels
 
 
 def message_context(
@@ -192,13 +192,10 @@ CHAT_KINDS = ("wecom", "dingtalk", "feishu", "email")
 def chat_channels(session: Session, unit_ids: Iterable[int] | None = None) -> list[Channel]:
     """Enabled chat channels (of `unit_ids`, or all) that are units' groups, not the
     channels behind webhook subscriptions."""
-    subscription_channels = select(WebhookSubscription.channel_id).where(
-        WebhookSubscription.channel_id.is_not(None)
-    )
     query = select(Channel).where(
         Channel.enabled == True,  # noqa: E712
         Channel.kind.in_(CHAT_KINDS),
-        Channel.id.not_in(subscription_channels),
+        Channel.id.not_in(subscription_channels()),
     )
     if unit_ids is not None:
         query = query.where(Channel.unit_id.in_(list(unit_ids)))
@@ -265,29 +262,23 @@ def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
     )
 
 
-def drop_unsent(session: Session, ids: Any, postgres: bool) -> int:
-    """Delete the outbox rows `ids` (a list or an id query) that no dispatcher has tried,
-    because what they say is no longer true: a withdrawn blocker is not told on Monday that
-    its feedback is late, nor a unit that signed for an assignment at 08:00 told to sign for
-    it. A row a dispatcher has locked to send is left to it (it is on its way)."""
-    query = (
-        ids
-        if not isinstance(ids, list)
-        else select(Notification.id).where(
-            Notification.id.in_(ids), Notification.status == "pending"
-        )
-    )
+def drop_unsent(session: Session, query: Any, postgres: bool) -> int:
+    """Delete the untried outbox rows `query` selects (`unsent_reminders`), because what
+    they say is no longer true: a withdrawn blocker is not told on Monday that its feedback
+    is late, nor a unit that signed for an assignment at 08:00 told to sign for it. A row a
+    dispatcher has locked to send is left to it (it is on its way)."""
     if postgres:
         query = query.with_for_update(skip_locked=True)
-    tried = select(NotificationAttempt.id).where(
-        NotificationAttempt.notification_id == Notification.id
-    )
     result = session.execute(
         delete(Notification)
-        .where(Notification.id.in_(query), ~tried.exists())
+        .where(Notification.id.in_(query))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)
+
+
+# What an action makes untrue even when the blocker stays where it is.
+UNTRUE_WITHOUT_MOVING = {"feedback": ("feedback_reminder",)}
 
 
 def untrue_kinds(action: str, state_before: str, state_after: str) -> tuple[str, ...]:
@@ -295,4 +286,4 @@ def untrue_kinds(action: str, state_before: str, state_after: str) -> tuple[str,
     state; late feedback when feedback comes."""
     if state_before != state_after:
         return REMINDER_KINDS
-    return ("feedback_reminder",) if action == "feedback" else ()
+    return UNTRUE_WITHOUT_MOVING.get(action, ())

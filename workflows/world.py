@@ -150,16 +150,13 @@ class World:
         """The unit's enabled channels, except those that carry webhook subscriptions."""
 
         def compute() -> list[int]:
-            subscription_channels = select(WebhookSubscription.channel_id).where(
-                WebhookSubscription.channel_id.is_not(None)
-            )
             return list(
                 self.session.exec(
                     select(Channel.id)
                     .where(
                         Channel.unit_id == unit_id,
                         Channel.enabled == True,  # noqa: E712
-                        Channel.id.not_in(subscription_channels),
+                        Channel.id.not_in(subscription_channels()),
                     )
                     .order_by(Channel.id)
                 )
@@ -251,6 +248,11 @@ class World:
         for model, rows in self.rows.items():
             insert_rows(self.session, model.__table__, rows)
         self.rows = {}
+
+
+def subscription_channels() -> Any:
+    """The ids of the channels behind webhook subscriptions (not any unit's group)."""
+    return select(WebhookSubscription.channel_id).where(WebhookSubscription.channel_id.is_not(None))
 
 
 def unit_leads(session: Session, unit_id: int) -> list[str]:

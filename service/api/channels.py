@@ -35,6 +35,7 @@ from service.models import (
 )
 from service.problems import Problem
 from workflows.outbox import EVENT_NAMES
+from workflows.world import subscription_channels
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, route_class=UnitOfWorkRoute)
 
@@ -204,7 +205,7 @@ def list_channels(
     query = (
         select(Channel)
         .join(Unit, Unit.id == Channel.unit_id)
-        .where(Channel.id > after, Channel.id.not_in(_subscription_channels()))
+        .where(Channel.id > after, Channel.id.not_in(subscription_channels()))
     )
     if not caller.is_admin:
         query = query.where(Unit.path.startswith(caller.scope_path or "//"))
@@ -402,10 +403,6 @@ def delete_webhook(webhook_id: RowId, session: WriteSession, caller: Caller) -> 
     session.delete(sub)
     session.flush()
     return Response(status_code=204)
-
-
-def _subscription_channels():
-    return select(WebhookSubscription.channel_id).where(WebhookSubscription.channel_id.is_not(None))
 
 
 def _carries_subscription(session: Session, channel: Channel) -> bool:
