@@ -29,7 +29,6 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
-    any_,
     bindparam,
     delete,
     exists,
@@ -45,7 +44,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from notifiers.ratelimit import IN_FLIGHT
-from service.db import note_outbox
+from service.db import among, note_outbox
 from service.models import Channel, Notification, NotificationAttempt
 from service.models.types import utcnow
 
@@ -56,14 +55,6 @@ ERROR_MAX = 1000
 LAST_ERROR_MAX = 2000
 
 log = logging.getLogger(__name__)
-
-
-def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
-    """``column IN ids``. On PostgreSQL as ``= ANY(array)``, one parameter, so the statement
-    reads the same for any number of ids and psycopg parses it once, not once per claim."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(list(ids))
 
 
 def plan_for_the_values(session: Session) -> None:

@@ -18,14 +18,27 @@ PostgreSQL it also NOTIFYs the dispatchers of other processes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
@@ -240,3 +253,16 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column IN ids`` with the ids as one parameter, so the statement reads the same for
+    any number of them: SQLAlchemy compiles it once and the driver parses it once, where an
+    expanded ``IN (?, ?, …)`` is compiled and parsed again for each length (a sweep batch
+    spent more time building its statements than the database running them). PostgreSQL
+    takes ``= ANY(array)``; SQLite ``IN (SELECT value FROM json_each(?))``, which also has
+    no limit on the number of ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    values = func.json_each(bindparam(None, json.dumps(list(ids)))).table_valued("value")
+    return column.in_(select(values.c.value))

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlmodel import Session
 
+from service.db import among
 from service.models import Blocker, Event, Timer
 from workflows import engine
 from workflows.bulk import insert_rows, update_rows
@@ -30,7 +31,7 @@ from workflows.context import EngineContext
 from workflows.definition import Workflow
 from workflows.effects import escalates_nowhere
 from workflows.outbox import drop_unsent, unsent_reminders
-from workflows.world import World, chunks
+from workflows.world import World
 
 SET_SAFE_EFFECTS = frozenset({"escalate", "remind_then_escalate"})
 BLOCKERS = Blocker.__table__
@@ -77,14 +78,10 @@ def claim_rows(session: Session, ctx: EngineContext, now: datetime, batch: int) 
 
 def _lock_blockers(session: Session, ctx: EngineContext, ids: list[int]) -> dict[int, Any]:
     """The batch's blockers, locked; a blocker another transaction holds is left out."""
-    found: dict[int, Any] = {}
-    for chunk in chunks(ids):
-        query = select(*STEP_COLUMNS).where(BLOCKERS.c.id.in_(chunk))
-        if ctx.lock_rows:
-            query = query.with_for_update(skip_locked=True)
-        for row in session.execute(query):
-            found[row.id] = SimpleNamespace(**row._mapping)
-    return found
+    query = select(*STEP_COLUMNS).where(among(session, BLOCKERS.c.id, ids))
+    if ctx.lock_rows:
+        query = query.with_for_update(skip_locked=True)
+    return {row.id: SimpleNamespace(**row._mapping) for row in session.execute(query)}
 
 
 def fire_batch(
@@ -149,8 +146,8 @@ def fire_batch(
         )
     fired_ids = [row.id for row, _, _, _ in chosen]
     moved = [s.blocker.id for s in steps if s.event["state_before"] != s.event["state_after"]]
-    for chunk in chunks(moved):  # before this batch's own messages are written
-        drop_unsent(session, unsent_reminders(chunk), ctx.lock_rows)
+    if moved:  # before this batch's own messages are written
+        drop_unsent(session, unsent_reminders(session, moved), ctx.lock_rows)
     _set_status(session, fired_ids, status="fired", fired_at=now)
     _set_status(session, stale, status="cancelled")
     _write(session, ctx, world, steps)
@@ -184,11 +181,10 @@ def _write(session: Session, ctx: EngineContext, world: World, steps: list[engin
     for s in steps:
         if s.cancel and s.cancel is not engine.ALL:
             by_kinds[s.cancel].append(s.blocker.id)
-    for chunk in chunks(cancel_all):
-        _cancel(session, ctx, chunk)
+    if cancel_all:
+        _cancel(session, ctx, cancel_all)
     for kinds, blocker_ids in by_kinds.items():
-        for chunk in chunks(blocker_ids):
-            _cancel(session, ctx, chunk, kinds)
+        _cancel(session, ctx, blocker_ids, kinds)
     insert_rows(session, TIMERS, [t for s in steps for t in s.timers])
     world.insert_collected()  # escalations and chat messages, written by the effects
     if world.has_subscriptions():
@@ -200,14 +196,11 @@ def _write(session: Session, ctx: EngineContext, world: World, steps: list[engin
 
 def _event_ids(session: Session, steps: list[engine.Step]) -> dict[tuple[int, int], int]:
     """The ids the database gave the batch's events (subscribers receive them)."""
-    ids: dict[tuple[int, int], int] = {}
     low = min(s.event["seq"] for s in steps)
-    for chunk in chunks([s.blocker.id for s in steps]):
-        query = select(EVENTS.c.blocker_id, EVENTS.c.seq, EVENTS.c.id).where(
-            EVENTS.c.blocker_id.in_(chunk), EVENTS.c.seq >= low
-        )
-        ids.update(((b, q), i) for b, q, i in session.execute(query))
-    return ids
+    query = select(EVENTS.c.blocker_id, EVENTS.c.seq, EVENTS.c.id).where(
+        among(session, EVENTS.c.blocker_id, [s.blocker.id for s in steps]), EVENTS.c.seq >= low
+    )
+    return {(b, q): i for b, q, i in session.execute(query)}
 
 
 def _cancel(
@@ -225,7 +218,7 @@ def _cancel(
     any action through the gate before then cancels it too (`engine.apply` waits for it).
     """
     pending = select(TIMERS.c.id).where(
-        TIMERS.c.blocker_id.in_(blocker_ids), TIMERS.c.status == "pending"
+        among(session, TIMERS.c.blocker_id, blocker_ids), TIMERS.c.status == "pending"
     )
     if kinds is not None:
         pending = pending.where(TIMERS.c.kind.in_(sorted(kinds)))
@@ -235,5 +228,7 @@ def _cancel(
 
 
 def _set_status(session: Session, timer_ids: list[int], **values: Any) -> None:
-    for chunk in chunks(timer_ids):
-        session.execute(update(TIMERS).where(TIMERS.c.id.in_(chunk)).values(**values))
+    if timer_ids:
+        session.execute(
+            update(TIMERS).where(among(session, TIMERS.c.id, timer_ids)).values(**values)
+        )

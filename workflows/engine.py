@@ -233,7 +233,9 @@ def apply(
     # action that can make one untrue (one that moves the blocker, or feedback).
     moves = spec.to not in (None, blocker.state) or bool(spec.branches)
     held = (
-        session.exec(unsent_reminders([blocker.id], Notification.id, Notification.kind)).all()
+        session.exec(
+            unsent_reminders(session, [blocker.id], Notification.id, Notification.kind)
+        ).all()
         if moves or action in UNTRUE_WITHOUT_MOVING
         else []
     )
@@ -242,7 +244,7 @@ def apply(
     step = perform(world, ctx, workflow, blocker, action, actor, payload, now, timer=timer)
     untrue = untrue_kinds(action, state_before, blocker.state)
     if untrue_ids := [i for i, kind in held if kind in untrue]:
-        query = unsent_reminders([blocker.id]).where(Notification.id.in_(untrue_ids))
+        query = unsent_reminders(session, [blocker.id]).where(Notification.id.in_(untrue_ids))
         drop_unsent(session, query, ctx.lock_rows)
     event = Event(**step.event)
     session.add(event)

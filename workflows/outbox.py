@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from service.db import among
 from service.models import Channel, Notification, NotificationAttempt, Unit
 from service.models.blocker import is_overdue
 from workflows.calendar import WorkingDayCalendar
@@ -245,7 +246,7 @@ REMINDER_KINDS = (
 )
 
 
-def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
+def unsent_reminders(session: Session, blocker_ids: list[int], *columns: Any) -> Any:
     """A query of the blockers' reminder rows to people (chat groups, e-mail) that no
     dispatcher has tried (their ids, or the `columns` given). A system behind a unit's
     webhook channel gets them still: what the timer did is a fact of the timeline."""
@@ -254,7 +255,7 @@ def unsent_reminders(blocker_ids: list[int], *columns: Any) -> Any:
     )
     to_people = select(Channel.id).where(Channel.kind.in_(CHAT_KINDS))
     return select(*(columns or (Notification.id,))).where(
-        Notification.blocker_id.in_(blocker_ids),
+        among(session, Notification.blocker_id, blocker_ids),
         Notification.status == "pending",
         Notification.kind.in_(REMINDER_KINDS),
         Notification.channel_id.in_(to_people),

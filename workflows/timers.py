@@ -37,43 +37,53 @@ def due_at_for(
             return blocker.due_at
         if spec.hours is not None:
             return blocker.due_at + timedelta(hours=spec.hours)
-        days = spec.working_days or 0
-        day = (
-            cal.subtract_working_days(blocker.deadline, -days)
-            if days < 0
-            else cal.add_working_days(blocker.deadline, days)
-        )
-        return _at(cal, day, spec.at)
+        return _from_deadline(cal, spec.working_days or 0, spec.at, blocker.deadline)
     if spec.hours is not None:
         return base + timedelta(hours=spec.hours * step)
     repeat = spec.repeat.working_days if spec.repeat is not None else None
     return _after_entering(cal, spec.working_days or 0, spec.at, repeat, base, step)
 
 
-def _after_entering(
-    cal: WorkingDayCalendar, days: int, at: str, repeat: int | None, base: datetime, step: int
-) -> datetime | None:
-    # Memoised on the calendar: a sweep batch plans the same step from the same moment for
-    # many blockers. Bounded, and gone with the calendar when the store reloads it.
-    key = ("after_entering", days, at, repeat, base, step)
+def _memoised(cal: WorkingDayCalendar, key: tuple, compute) -> datetime | None:
+    # Memoised on the calendar: a sweep batch plans the same step from the same moment (or
+    # the same deadline) for many blockers. Bounded, and gone with the calendar when the
+    # store reloads it.
     found = cal.memo.get(key)
     if isinstance(found, datetime):
         return found
-    if days + 1 + (repeat or 0) * (step - 1) > MAX_DAYS:
-        return None  # a repeat some 40 years on: it stops, rather than fail every sweep
-    start = cal.local_date(base)
-    first = cal.add_working_days(start, days)
-    if _at(cal, first, at) <= base:
-        # e.g. "acknowledge the same working day" assigned after hours: the next working day.
-        first = cal.add_working_days(start, days + 1)
-    if step > 1 and repeat is not None:
-        # Later steps count from the first step's day, so a 0-day first step that moved to
-        # the next working day (after hours, weekend) never falls due together with step 2.
-        first = cal.add_working_days(first, repeat * (step - 1))
-    due = _at(cal, first, at)
-    if len(cal.memo) < MEMO_MAX:
+    due = compute()
+    if due is not None and len(cal.memo) < MEMO_MAX:
         cal.memo[key] = due
     return due
+
+
+def _from_deadline(cal: WorkingDayCalendar, days: int, at: str, deadline) -> datetime | None:
+    def compute() -> datetime:
+        if days < 0:
+            return _at(cal, cal.subtract_working_days(deadline, -days), at)
+        return _at(cal, cal.add_working_days(deadline, days), at)
+
+    return _memoised(cal, ("from_deadline", days, at, deadline), compute)
+
+
+def _after_entering(
+    cal: WorkingDayCalendar, days: int, at: str, repeat: int | None, base: datetime, step: int
+) -> datetime | None:
+    def compute() -> datetime | None:
+        if days + 1 + (repeat or 0) * (step - 1) > MAX_DAYS:
+            return None  # a repeat some 40 years on: it stops, rather than fail every sweep
+        start = cal.local_date(base)
+        first = cal.add_working_days(start, days)
+        if _at(cal, first, at) <= base:
+            # e.g. "acknowledge the same working day" assigned after hours: the next one.
+            first = cal.add_working_days(start, days + 1)
+        if step > 1 and repeat is not None:
+            # Later steps count from the first step's day, so a 0-day first step that moved
+            # to the next working day (after hours, weekend) never falls due with step 2.
+            first = cal.add_working_days(first, repeat * (step - 1))
+        return _at(cal, first, at)
+
+    return _memoised(cal, ("after_entering", days, at, repeat, base, step), compute)
 
 
 def plan_state_timers(

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import true
 from sqlmodel import Session, SQLModel, select
 
-from service.db import note_outbox
+from service.db import among, note_outbox
 from service.models import (
     ApiKey,
     Channel,
@@ -63,26 +63,25 @@ class World:
         self._load(Officer, {b.officer_id for b in blockers if b.officer_id})
         counties = {p.county_unit_id for p in self._rows[Project].values() if p is not None}
         self._load(Unit, {b.unit_id for b in blockers if b.unit_id} | counties)
-        blocker_ids = [b.id for b in blockers]
         self._escalated = set()
-        for chunk in chunks(blocker_ids):
-            for bid, step, target, level, status in self.session.exec(
-                select(
-                    Escalation.blocker_id,
-                    Escalation.step,
-                    Escalation.target_unit_id,
-                    Escalation.level,
-                    Escalation.status,
-                ).where(Escalation.blocker_id.in_(chunk))
-            ):
-                self._escalated.add((bid, step))
-                self._escalated_to.add((bid, target))
-                if status in OPEN_ENTRY:
-                    self._open_at.add((bid, level))
+        for bid, step, target, level, status in self.session.exec(
+            select(
+                Escalation.blocker_id,
+                Escalation.step,
+                Escalation.target_unit_id,
+                Escalation.level,
+                Escalation.status,
+            ).where(among(self.session, Escalation.blocker_id, [b.id for b in blockers]))
+        ):
+            self._escalated.add((bid, step))
+            self._escalated_to.add((bid, target))
+            if status in OPEN_ENTRY:
+                self._open_at.add((bid, level))
 
     def _load(self, model: type[SQLModel], ids: set[int]) -> None:
-        for chunk in chunks(sorted(i for i in ids if i is not None)):
-            found = self.session.exec(select(model).where(model.id.in_(chunk)))
+        wanted = sorted(i for i in ids if i is not None)
+        if wanted:
+            found = self.session.exec(select(model).where(among(self.session, model.id, wanted)))
             self._rows[model].update((row.id, row) for row in found)
 
     # ----------------------------------------------------------------------------- reads
@@ -175,12 +174,16 @@ class World:
 
     def _subscriptions(self) -> list[WebhookSubscription]:
         """Every subscription except those of a revoked key: revoking a key ends them too."""
-        query = (
-            select(WebhookSubscription)
-            .outerjoin(ApiKey, ApiKey.id == WebhookSubscription.api_key_id)
-            .where(ApiKey.revoked_at.is_(None))
-        )
-        return self._once(("subscriptions",), lambda: list(self.session.exec(query)))
+
+        def compute() -> list[WebhookSubscription]:
+            query = (
+                select(WebhookSubscription)
+                .outerjoin(ApiKey, ApiKey.id == WebhookSubscription.api_key_id)
+                .where(ApiKey.revoked_at.is_(None))
+            )
+            return list(self.session.exec(query))
+
+        return self._once(("subscriptions",), compute)
 
     def has_subscriptions(self) -> bool:
         return any(sub.channel_id is not None for sub in self._subscriptions())
