@@ -125,11 +125,14 @@ def briefing_context(session: Session, month: date, tz) -> tuple[dict[str, Any],
         rows = seen[month][level]
         last = last_place(rows)
         times = _months_last(session, month, tz, level, [r["unit_id"] for r in last], seen)
-        lasts += [
+        mine = [
             {"name": r["name"], "unit_id": r["unit_id"], "times": times[r["unit_id"]]} for r in last
         ]
+        lasts += mine
         label = SECTIONS.get(level, level) if len(ordered) > 1 else None
-        sections.append({"label": label, "units": len(rows), "rows": briefing_rows(rows, room)})
+        sections.append(
+            {"label": label, "units": len(rows), "rows": briefing_rows(rows, room), "lasts": mine}
+        )
         ranked += [r["unit_id"] for r in rows]
     context = {
         "month": f"{month.year}年{month.month}月",
