@@ -38,6 +38,9 @@ def message_context(
         "unit_name": unit.name if unit else "",
         "deadline": blocker.deadline.isoformat() if blocker.deadline else None,
         "working_days_left": days_left,
+        # Calendar days: a deadline on a Saturday is no working day away on Friday, but it
+        # is not due today either.
+        "days_left": (blocker.deadline - today).days if blocker.deadline is not None else None,
         "overdue": is_overdue(blocker, now),
         "level": blocker.escalation_level,
         **extra,

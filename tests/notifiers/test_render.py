@@ -79,6 +79,12 @@ def test_deadline_wording():
     assert "已逾期 2 个工作日" in overdue.text and "第 2 级" in overdue.text
     today = render("deadline_reminder", blocker_context(1, working_days_left=0), BASE)
     assert "今日到期" in today.text
+    # Due on Saturday, seen on Friday: no working day left, yet not due today.
+    saturday = blocker_context(1, deadline="2026-10-03", working_days_left=0, days_left=1)
+    day_off = render("deadline_reminder", saturday, BASE)
+    assert "今日到期" not in day_off.text
+    assert "办理期限：2026年10月3日（周六，1 天后到期，其间无工作日）" in day_off.text
+    assert "办理期限1 天后到期，其间无工作日，请抓紧推进" in day_off.text
     none = render("assigned", blocker_context(1, deadline=None, working_days_left=None), BASE)
     assert "办理期限：未设定" in none.text
     ack = render("assigned", blocker_context(1, acknowledge_by="2025-03-04 18:00"), BASE)
