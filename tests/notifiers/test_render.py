@@ -72,6 +72,16 @@ def test_template_shows_the_facts(kind):
     assert message.mentions == ("13800000001",)
 
 
+@pytest.mark.parametrize("escalated_now", [False, True])
+@pytest.mark.parametrize("kind", TEMPLATE_KINDS)
+def test_the_link_stands_on_its_own_line(kind, escalated_now):
+    """No sentence runs into the link: a block tag ending a line swallows its newline."""
+    message = render(kind, context_for(kind, escalated_now=escalated_now), BASE)
+    link = re.escape(link_for(kind))
+    assert re.search(rf"[。：]\n\n\[[^\]]+\]\({link}\)$", message.markdown), message.markdown
+    assert re.search(rf"[。：）]\n[^\n：]+：{link}$", message.text), message.text
+
+
 def test_deadline_wording():
     overdue = render(
         "escalated", blocker_context(1, working_days_left=-2, overdue=True, level=2), BASE
@@ -103,10 +113,11 @@ def test_escalations_are_headed_by_why_and_finished_work_is_not_overdue():
         assert message.title.startswith(heading) and why in message.text, (reason, message.text)
         assert reason not in message.text
     # Resolved on time, then verified and closed days later: not "overdue".
-    for state in ("resolved", "verified", "closed"):
+    for state, said in (("resolved", "已申请办结，待核验"), ("verified", "已办结"), ("closed", "已办结")):
         late = blocker_context(1, state=state, working_days_left=-3, overdue=False)
         assert "已逾期" not in render("closed", late, BASE).text
-        assert "（周一，已办结）" in render("verify_reminder", late, BASE).text
+        # Reported resolved is not finished until the enterprise is satisfied.
+        assert f"（周一，{said}）" in render("verify_reminder", late, BASE).text
 
 
 def test_digest_merges_mentions_and_links():
@@ -340,7 +351,7 @@ def test_a_long_daily_digest_keeps_whole_items_and_says_how_many_it_left_out(pla
     content = fake.messages[-1].content
     listed = re.findall(r"^(\d+)\. ", content, flags=re.M)
     assert 3 <= len(listed) < count and listed == [str(n) for n in range(1, len(listed) + 1)]
-    assert f"在办事项 {count} 件，其中已逾期 10 件" in content
+    assert f"需关注事项 {count} 件（已逾期、临近到期及升级至本单位的事项），其中已逾期 10 件" in content
     assert f"另有 {count - len(listed)} 件未列出" in content
     assert "请按期签收、反馈、办结" in content and link_for("daily_digest") in content
     if name != "wecom" or not mentions:  # markdown: every link is whole
