@@ -296,7 +296,7 @@ def escalate_one(run: Run, reason: str, to_level: int | None = None) -> None:
         world,
         blocker,
         run.cal,
-        run.now,
+        not_before,
         state=run.after or blocker.state,  # what it will be: returned, not still resolved
         reason=reason,
         level=level,

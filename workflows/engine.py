@@ -405,7 +405,7 @@ def _notify_units(world: World, ctx, blocker, action, notifies, run, now) -> Non
             world,
             blocker,
             cal,
-            now,
+            not_before,
             action=action,
             seq=seq,
             level_label=rung.label if rung else "",

@@ -18,11 +18,15 @@ from workflows.world import World, subscription_channels
 
 
 def message_context(
-    world: World, blocker: Any, cal: WorkingDayCalendar, now: datetime, **extra: Any
+    world: World, blocker: Any, cal: WorkingDayCalendar, read_at: datetime, **extra: Any
 ) -> dict[str, Any]:
+    """What a message says about the blocker, as it stands when the message is read
+    (`read_at`: when it may be sent, after any hold for office hours). A reminder written
+    at 23:59:59 and sent at 08:30 says how many working days are left at 08:30, as the
+    daily digest half an hour later does."""
     project = world.project(blocker.project_id)
     unit = world.unit(blocker.unit_id)
-    today = cal.local_date(now)
+    today = cal.local_date(read_at)
     days_left = (
         world.working_days_left(cal, today, blocker.deadline)
         if blocker.deadline is not None
@@ -41,7 +45,7 @@ def message_context(
         # Calendar days: a deadline on a Saturday is no working day away on Friday, but it
         # is not due today either.
         "days_left": (blocker.deadline - today).days if blocker.deadline is not None else None,
-        "overdue": is_overdue(blocker, now),
+        "overdue": is_overdue(blocker, read_at),
         "level": blocker.escalation_level,
         **extra,
     }
