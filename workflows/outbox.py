@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from service.db import among
+from service.db import among, mostly_true
 from service.models import Channel, Notification, NotificationAttempt, Unit
 from service.models.blocker import is_overdue
 from workflows.calendar import WorkingDayCalendar
@@ -263,7 +263,7 @@ def unsent_reminders(session: Session, blocker_ids: list[int], *columns: Any) ->
     to_people = select(Channel.id).where(Channel.kind.in_(CHAT_KINDS))
     return select(*(columns or (Notification.id,))).where(
         among(session, Notification.blocker_id, blocker_ids),
-        Notification.status == "pending",
+        mostly_true(session, Notification.status == "pending"),
         Notification.kind.in_(REMINDER_KINDS),
         Notification.channel_id.in_(to_people),
         ~tried.exists(),
