@@ -118,6 +118,7 @@ def _view(context: Mapping[str, Any], base_url: str, kind: str | None = None) ->
         "deadline": context.get("deadline"),
         "working_days_left": context.get("working_days_left"),
         "days_left": context.get("days_left"),
+        "working_today": bool(context.get("working_today")),
         "overdue": bool(context.get("overdue")),
         "level": int(context.get("level") or 0),
         "level_label": context.get("level_label") or "",

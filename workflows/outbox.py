@@ -43,8 +43,9 @@ def message_context(
         "deadline": blocker.deadline.isoformat() if blocker.deadline else None,
         "working_days_left": days_left,
         # Calendar days: a deadline on a Saturday is no working day away on Friday, but it
-        # is not due today either.
+        # is not due today either; Friday is then the last working day before it.
         "days_left": (blocker.deadline - today).days if blocker.deadline is not None else None,
+        "working_today": cal.is_working_day(today),
         "overdue": is_overdue(blocker, read_at),
         "level": blocker.escalation_level,
         **extra,

@@ -91,10 +91,13 @@ def test_deadline_wording():
     assert "今日到期" in today.text
     # Due on Saturday, seen on Friday: no working day left, yet not due today.
     saturday = blocker_context(1, deadline="2026-10-03", working_days_left=0, days_left=1)
-    day_off = render("deadline_reminder", saturday, BASE)
+    day_off = render("deadline_reminder", {**saturday, "working_today": True}, BASE)
     assert "今日到期" not in day_off.text
-    assert "办理期限：2026年10月3日（周六，1 天后到期，其间无工作日）" in day_off.text
-    assert "办理期限1 天后到期，其间无工作日，请抓紧推进" in day_off.text
+    assert "办理期限：2026年10月3日（周六，还有 1 天到期，今天是到期前最后一个工作日）" in day_off.text
+    assert "办理期限还有 1 天到期，今天是到期前最后一个工作日，请抓紧推进" in day_off.text
+    # Read on a day off itself (an urgent message on a Sunday): no working day in between.
+    sunday = render("deadline_reminder", {**saturday, "days_left": 6, "working_today": False}, BASE)
+    assert "（周六，还有 6 天到期，其间无工作日）" in sunday.text
     none = render("assigned", blocker_context(1, deadline=None, working_days_left=None), BASE)
     assert "办理期限：未设定" in none.text
     ack = render("assigned", blocker_context(1, acknowledge_by="2025-03-04 18:00"), BASE)

@@ -2,7 +2,8 @@
 
 A deadline on a day off: no working day is left before it, but it is not due today. The
 1-working-day reminder for a deadline on Saturday 2026-10-03 (in the National Day holiday)
-fires on Wednesday 09-30; it used to tell the group 今日到期 three days early.
+fires on Wednesday 09-30, the last working day before it; it used to tell the group
+今日到期 three days early.
 
 A message held for office hours counts from when it is sent, not from when it was written.
 """
@@ -64,7 +65,7 @@ def test_a_reminder_for_a_deadline_on_a_holiday_says_how_many_days_are_left(db_u
         ok(client.post(f"/api/v1/blockers/{bid}/acknowledge", json={}, headers=wy))
         set_clock(client, "2026-09-30T12:00:00+08:00")
         contexts = _contexts(client, bid, "deadline_reminder")
-    assert [(c["working_days_left"], c["days_left"]) for c in contexts] == [(0, 3)]
+    assert [(c["working_days_left"], c["days_left"], c["working_today"]) for c in contexts] == [(0, 3, True)]
     text = render("deadline_reminder", contexts[0], "https://duban.example.gov.cn").text
     assert "今日到期" not in text
-    assert "2026年10月3日（周六，3 天后到期，其间无工作日）" in text
+    assert "2026年10月3日（周六，还有 3 天到期，今天是到期前最后一个工作日）" in text
