@@ -175,6 +175,8 @@ def test_county_governments_and_city_departments_are_ranked_apart(db_url):
             "县（市、区）中，获嘉县人民政府排名末位，予以通报批评。\n"
             "市直单位中，市交通运输局排名末位，予以通报批评。" in text
         )
+        markdown = render("monthly_briefing", march, "https://duban.example.gov.cn").markdown
+        assert "予以通报批评。\n\n市直单位中，市交通运输局" in markdown  # two paragraphs, not one
         # A briefing written before sections carried their own last places still renders.
         old = {
             **march,
