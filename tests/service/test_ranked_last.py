@@ -58,19 +58,11 @@ def test_last_twice_goes_to_the_leader_in_charge_three_times_to_the_city(db_url)
         (message,) = [m for m in wecom.messages if "排名靠后升级" in m.content]
         assert message.robot == "k-cw"
         assert message.mentions == ["13700000007"]  # who arranges the 约谈 is @-ed
-        assert (
-            "获嘉县人民政府连续 2 个月排名末位" in message.content
-            and "分管领导约谈" in message.content
-        )
+        assert "获嘉县人民政府连续 2 个月排名末位" in message.content and "分管领导约谈" in message.content
 
         for action, status in (("acknowledge", "acknowledged"), ("handle", "handled")):
-            entry = ok(
-                client.post(
-                    f"/api/v1/escalations/{second['id']}/{action}",
-                    json={"note": "已约谈"},
-                    headers=vice_mayor,
-                )
-            )
+            entry = ok(client.post(f"/api/v1/escalations/{second['id']}/{action}", json={"note": "已约谈"},
+                                   headers=vice_mayor))
             assert entry["status"] == status
         assert entry["handled_by"] and entry["note"] == "已约谈"
 
@@ -100,9 +92,7 @@ def test_a_jump_over_months_escalates_without_any_chat_group(db_url):
         _last_in_march_and_april(client)
         advance(client, "P60D")  # past May's and June's briefings in one jump
         entries = unit_entries(client)
-        assert [(e["level"], e["created_at"]) for e in entries] == [
-            (2, "2026-05-06T09:00:00+08:00")
-        ]
+        assert [(e["level"], e["created_at"]) for e in entries] == [(2, "2026-05-06T09:00:00+08:00")]
 
 
 def test_a_jump_longer_than_the_digest_catch_up_still_escalates(db_url):
@@ -131,10 +121,7 @@ def test_units_sharing_the_last_place_are_all_named_and_escalated(db_url):
             march, _ = briefing_context(session, date(2026, 3, 1), client.app.state.settings.tz)
         assert [last["name"] for last in march["lasts"]] == ["获嘉县人民政府", "延津县人民政府"]
         text = render("monthly_briefing", march, "https://duban.example.gov.cn").text
-        assert (
-            "以下 2 个单位并列排名末位：获嘉县人民政府排名末位，予以通报批评。延津县人民政府排名末位"
-            in text
-        )
+        assert "以下 2 个单位并列排名末位：获嘉县人民政府排名末位，予以通报批评。延津县人民政府排名末位" in text
         month_with_a_laggard(client, "2026-04-03T10:00:00+08:00", TWO_LAGGARDS)
         set_clock(client, "2026-05-08T10:00:00+08:00")
         entries = unit_entries(client)
@@ -149,39 +136,26 @@ def test_county_governments_and_city_departments_are_ranked_apart(db_url):
             create_unit(client, code, name, level="city", kind="department", parent="xx")
         create_project(client, "P1", "wy")
         create_project(client, "P2", "hj")
-        both = {
-            "laggards": (("P2", "hj"), ("P1", "xx-jtj")),
-            "good": (("P1", "wy"), ("P1", "xx-zrj")),
-        }
+        both = {"laggards": (("P2", "hj"), ("P1", "xx-jtj")), "good": (("P1", "wy"), ("P1", "xx-zrj"))}
         month_with_a_laggard(client, "2026-03-04T10:00:00+08:00", **both)
         set_clock(client, "2026-04-01T10:00:00+08:00")
         with client.app.state.db.unit_of_work(readonly=True) as session:
-            march, ranked = briefing_context(
-                session, date(2026, 3, 1), client.app.state.settings.tz
-            )
+            march, ranked = briefing_context(session, date(2026, 3, 1), client.app.state.settings.tz)
         assert [(s["label"], [r["rank"] for r in s["rows"]]) for s in march["sections"]] == [
             ("县（市、区）", [1, 2]),
             ("市直单位", [1, 2]),
         ]
         assert [last["name"] for last in march["lasts"]] == ["获嘉县人民政府", "市交通运输局"]
         text = render("monthly_briefing", march, "https://duban.example.gov.cn").text
-        assert (
-            "县（市、区）（2 个）\n1. 原阳县人民政府" in text
-            and "市直单位（2 个）\n1. 市自然资源和规划局" in text
-        )
+        assert "县（市、区）（2 个）\n1. 原阳县人民政府" in text and "市直单位（2 个）\n1. 市自然资源和规划局" in text
         # Each is last in its own ranking, not tied with the other.
         assert "并列" not in text
-        assert (
-            "县（市、区）中，获嘉县人民政府排名末位，予以通报批评。\n"
-            "市直单位中，市交通运输局排名末位，予以通报批评。" in text
-        )
+        assert ("县（市、区）中，获嘉县人民政府排名末位，予以通报批评。\n"
+                "市直单位中，市交通运输局排名末位，予以通报批评。") in text
         markdown = render("monthly_briefing", march, "https://duban.example.gov.cn").markdown
         assert "予以通报批评。\n\n市直单位中，市交通运输局" in markdown  # two paragraphs, not one
         # A briefing written before sections carried their own last places still renders.
-        old = {
-            **march,
-            "sections": [{k: v for k, v in s.items() if k != "lasts"} for s in march["sections"]],
-        }
+        old = {**march, "sections": [{k: v for k, v in s.items() if k != "lasts"} for s in march["sections"]]}
         old_text = render("monthly_briefing", old, "https://duban.example.gov.cn").text
         assert "以下 2 个单位并列排名末位：获嘉县人民政府排名末位" in old_text
         month_with_a_laggard(client, "2026-04-03T10:00:00+08:00", **both)
@@ -195,19 +169,10 @@ def test_the_leader_in_charge_of_the_unit_holds_its_interview_once_the_city_says
     the executive vice mayor; a rename shows in what the next messages say."""
     with make_client(db_url) as client:
         _last_in_march_and_april(client)
-        renamed = ok(
-            client.patch(
-                "/api/v1/units/xx-fsz-land",
-                json={
-                    "name": "分管副市长办公室（自然资源、农业）",
-                    "tags": ["sector:用地", "oversees:hj"],
-                },
-                headers=ADMIN,
-            )
-        )
-        assert (
-            renamed["tags"] == ["sector:用地", "oversees:hj"] and renamed["code"] == "xx-fsz-land"
-        )
+        renamed = ok(client.patch("/api/v1/units/xx-fsz-land", json={"name": "分管副市长办公室（自然资源、农业）",
+                                                                     "tags": ["sector:用地", "oversees:hj"]},
+                                  headers=ADMIN))
+        assert renamed["tags"] == ["sector:用地", "oversees:hj"] and renamed["code"] == "xx-fsz-land"
         assert ok(client.get("/api/v1/units/xx-fsz-land", headers=ADMIN)) == renamed
         set_clock(client, "2026-05-08T10:00:00+08:00")
         (second,) = unit_entries(client)
@@ -219,31 +184,13 @@ def test_a_wrong_change_to_a_unit_is_refused_and_changes_nothing(db_url):
     with make_client(db_url) as client:
         city(client)
         before = ok(client.get("/api/v1/units/wy", headers=ADMIN))
-        for body in (
-            {},
-            {"name": None},
-            {"name": ""},
-            {"tags": ["x" * 65]},
-            {"tags": [""]},
-            {"tags": "sector:用地"},
-            {"code": "wy2"},
-            {"parent": "hj"},
-            {"level": "city"},
-            {"kind": "department"},
-        ):
+        for body in ({}, {"name": None}, {"name": ""}, {"tags": ["x" * 65]}, {"tags": [""]}, {"tags": "sector:用地"},
+                     {"code": "wy2"}, {"parent": "hj"}, {"level": "city"}, {"kind": "department"}):
             answer = client.patch("/api/v1/units/wy", json=body, headers=ADMIN)
             assert answer.status_code == 422, (body, answer.text)
             assert answer.headers["content-type"].startswith("application/problem+json")
-        assert (
-            client.patch("/api/v1/units/nowhere", json={"name": "x"}, headers=ADMIN).status_code
-            == 404
-        )
-        assert (
-            client.patch(
-                "/api/v1/units/wy", json={"name": "x"}, headers=create_key(client, "wy")
-            ).status_code
-            == 403
-        )
+        assert client.patch("/api/v1/units/nowhere", json={"name": "x"}, headers=ADMIN).status_code == 404
+        assert client.patch("/api/v1/units/wy", json={"name": "x"}, headers=create_key(client, "wy")).status_code == 403
         assert ok(client.get("/api/v1/units/wy", headers=ADMIN)) == before
         cleared = ok(client.patch("/api/v1/units/xx-zb", json={"tags": None}, headers=ADMIN))
         assert cleared["tags"] == [] and cleared["name"] == "市综合专班"
