@@ -270,6 +270,16 @@ def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bo
     return column.in_(select(values.c.value))
 
 
+def among_selected(session: Session, column: Any, query: Any) -> ColumnElement[bool]:
+    """``column IN (query)`` for an UPDATE or DELETE by key. PostgreSQL takes
+    ``= ANY(ARRAY(query))``: the subquery runs once and its ids are found through the key's
+    index. A plain ``IN (query)`` may be planned as a hash semi-join over a scan of the whole
+    table, which in a sweep's burst is one scan of every timer or outbox row per batch."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(func.array(query.scalar_subquery()))
+    return column.in_(query)
+
+
 def mostly_true(session: Session, clause: ColumnElement[bool]) -> ColumnElement[bool]:
     """`clause`, marked for SQLite's planner as true of most rows it meets. Without
     statistics SQLite guesses that any equality narrows a table to a few rows, and may then

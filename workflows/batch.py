@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlmodel import Session
 
-from service.db import among
+from service.db import among, among_selected
 from service.models import Blocker, Event, Timer
 from workflows import engine
 from workflows.bulk import insert_rows, update_rows
@@ -224,7 +224,11 @@ def _cancel(
         pending = pending.where(TIMERS.c.kind.in_(sorted(kinds)))
     if ctx.lock_rows:
         pending = pending.with_for_update(skip_locked=True)
-    session.execute(update(TIMERS).where(TIMERS.c.id.in_(pending)).values(status="cancelled"))
+    session.execute(
+        update(TIMERS)
+        .where(among_selected(session, TIMERS.c.id, pending))
+        .values(status="cancelled")
+    )
 
 
 def _set_status(session: Session, timer_ids: list[int], **values: Any) -> None:

@@ -85,13 +85,27 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE … SET the other keys … WHERE `key` = row[key], for every row, in one executemany."""
+    """UPDATE … SET the other keys … WHERE `key` = row[key], for every row: one executemany on
+    SQLite, one statement on PostgreSQL. The JSON columns are not supported here."""
     if not rows:
         return
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     columns = [c for c in rows[0] if c != key] + [key]
-    mark = "?" if sqlite else "%s"
-    sets = ", ".join(f"{c} = {mark}" for c in columns[:-1])
-    sql = f"UPDATE {table.name} SET {sets} WHERE {key} = {mark}"
-    conn.exec_driver_sql(sql, _params(rows, columns, _converters(table, columns, sqlite)))
+    params = _params(rows, columns, _converters(table, columns, sqlite))
+    if sqlite:
+        sets = ", ".join(f"{c} = ?" for c in columns[:-1])
+        conn.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE {key} = ?", params)
+        return
+    # PostgreSQL: one statement over the columns as arrays, not one execution per row. The
+    # keys are given twice so that the rows are found through the key's index, never by a
+    # scan of the table joined to the arrays.
+    types = [table.c[c].type.compile(dialect=conn.dialect) for c in columns]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    sets = ", ".join(f"{c} = v.{c}" for c in columns[:-1])
+    sql = (
+        f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) AS v({', '.join(columns)}) "
+        f"WHERE {table.name}.{key} = v.{key} AND {table.name}.{key} = ANY(%s::{types[-1]}[])"
+    )
+    values = [list(column) for column in zip(*params, strict=True)]
+    conn.exec_driver_sql(sql, (*values, values[-1]))

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from service.db import among, mostly_true
+from service.db import among, among_selected, mostly_true
 from service.models import Channel, Notification, NotificationAttempt, Unit
 from service.models.blocker import is_overdue
 from workflows.calendar import WorkingDayCalendar
@@ -280,7 +280,7 @@ def drop_unsent(session: Session, query: Any, postgres: bool) -> int:
         query = query.with_for_update(skip_locked=True)
     result = session.execute(
         delete(Notification)
-        .where(Notification.id.in_(query))
+        .where(among_selected(session, Notification.id, query))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)

@@ -18,16 +18,19 @@ class Timer(SQLModel, table=True):
     __table_args__ = (
         # A second firing of the same step is impossible even if two sweeps meet.
         UniqueConstraint("blocker_id", "kind", "step", name="uq_timers_blocker_kind_step"),
+        # The sweep's claim order: a batch is read in order, not sorted out of every due
+        # timer. Lookups by blocker use the unique key above, which starts with blocker_id.
         Index(
             "ix_timers_pending_due",
             "due_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    blocker_id: int = Field(foreign_key="blockers.id", index=True)
+    blocker_id: int = Field(foreign_key="blockers.id")
     kind: str = Field(max_length=64)
     step: str = Field(max_length=64)
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

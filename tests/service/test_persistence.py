@@ -36,7 +36,7 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     forward again; the outbox history index comes and goes with 0002, unit escalations
     (no blocker) with 0003, the events' writing transaction (the feed's order) with 0004,
     a subscription's key with 0005, a rotated key's old secret with 0006, an officer's
-    `active` with 0007."""
+    `active` with 0007, the pending timers' index in claim order with 0008."""
 
     def indexes() -> set[str]:
         inspector = inspect(db.write_engine)
@@ -60,6 +60,14 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     def officer_active() -> bool:
         return "active" in {c["name"] for c in inspect(db.write_engine).get_columns("officers")}
 
+    def claim_order() -> bool:
+        timers = {i["name"]: i["column_names"] for i in inspect(db.write_engine).get_indexes("timers")}
+        if timers.get("ix_timers_pending_due") == ["due_at", "id"]:
+            return "ix_timers_blocker_id" not in timers
+        assert timers.get("ix_timers_pending_due") == ["due_at"], timers
+        assert "ix_timers_blocker_id" in timers, timers
+        return False
+
     def blocker_optional() -> bool:
         columns = inspect(db.write_engine).get_columns("escalations")
         return next(c for c in columns if c["name"] == "blocker_id")["nullable"]
@@ -68,7 +76,9 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
     try:
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
         assert blocker_optional() and event_tx() and webhook_owner() and key_rotation()
-        assert officer_active()
+        assert officer_active() and claim_order()
+        migrations.downgrade(db_url, "0007")
+        assert officer_active() and not claim_order()
         migrations.downgrade(db_url, "0006")
         assert key_rotation() and not officer_active()
         migrations.downgrade(db_url, "0005")
@@ -85,7 +95,7 @@ def test_each_migration_step_downgrades_and_upgrades_again(db_url):
         migrations.upgrade(db_url)
         assert {"ix_notification_attempts_at", "uq_escalations_unit_step"} <= indexes()
         assert blocker_optional() and event_tx() and webhook_owner() and key_rotation()
-        assert officer_active()
+        assert officer_active() and claim_order()
     finally:
         db.dispose()
 
