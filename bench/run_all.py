@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    burst_floor,
     ceiling,
     deliveries,
     gate,
@@ -29,3 +30,5 @@ if __name__ == "__main__":
     # hour here; `make bench` runs it smaller. Full size: python -m bench.timers_scale
     sys.argv = ["timers_scale", "--n", "100000", "--burst", "5000", "--jobs", "10000"]
     timers_scale.main()
+    sys.argv = ["burst_floor", "--burst", "5000"]  # full size: --burst 100000
+    burst_floor.main()

@@ -229,6 +229,14 @@ def seed(
     return time.perf_counter() - start
 
 
+def seed_burst(db, ctx, url: str, m: int) -> tuple[float, dict]:
+    """The world, and blockers 1..m whose deadline passed before NOW, each with its planned
+    timers; returns (seconds taken, the timer templates)."""
+    unit_id, project_id = setup_world(db)
+    templates = timer_templates(db, ctx, [OVERDUE])
+    return seed(url, unit_id, project_id, templates, [OVERDUE], 1, m), templates
+
+
 def seed_future(db, ctx, unit_id, project_id, first, count) -> tuple[float, int]:
     """Open blockers with deadlines spread over the next year, nothing due at NOW."""
     deadlines = [date(2026, 6, 1) + timedelta(days=i) for i in range(0, 360, 3)]
@@ -438,11 +446,9 @@ def burst(kind: str, m: int, batch: int, sweepers: int = 1) -> dict:
     with fresh_database(kind) as url:
         db = Database(url)
         ctx = make_context(db, NOW)
-        unit_id, project_id = setup_world(db)
-        templates = timer_templates(db, ctx, [OVERDUE])
+        seconds, templates = seed_burst(db, ctx, url, m)
         kinds = sorted(t[0] for t in templates[OVERDUE][1])
         assert [t[0] for t in templates[OVERDUE][1] if t[2] <= NOW] == ["deadline"], kinds
-        seconds = seed(url, unit_id, project_id, templates, [OVERDUE], 1, m)
         db.dispose()
         if sweepers == 1:
             result = run_child("--child-burst", url, str(batch))
@@ -470,9 +476,7 @@ def profile(kind: str, m: int = 1000) -> str:
     with fresh_database(kind) as url:
         db = Database(url)
         ctx = make_context(db, NOW)
-        unit_id, project_id = setup_world(db)
-        templates = timer_templates(db, ctx, [OVERDUE])
-        seed(url, unit_id, project_id, templates, [OVERDUE], 1, m)
+        seed_burst(db, ctx, url, m)
         statements = [0]
 
         @event.listens_for(db.write_engine, "before_cursor_execute")
