@@ -50,7 +50,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check service workflows notifiers tests bench
-	$(BIN)/ruff format --check service workflows notifiers
+	$(BIN)/ruff format --check service workflows notifiers bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

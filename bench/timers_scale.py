@@ -427,8 +427,11 @@ def run_children(count: int, *args: str, timeout: float = 7200) -> list[dict]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.timers_scale", *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(count)
     ]
     out = []
