@@ -85,8 +85,8 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE … SET the other keys … WHERE `key` = row[key], for every row: one executemany on
-    SQLite, one statement on PostgreSQL. The JSON columns are not supported here."""
+    """UPDATE … SET the other keys … WHERE `key` = row[key], for every row (each key once):
+    one executemany on SQLite, one statement over arrays on PostgreSQL."""
     if not rows:
         return
     conn = session.connection()
