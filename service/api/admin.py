@@ -166,6 +166,18 @@ def put_calendar(
         wrong = [d.isoformat() for d in days if d.year != year]
         if wrong:
             raise Problem(422, f"{name}: {', '.join(wrong[:3])} not in {year}.", field=name)
+    weekdays = [d for d in body.workdays if d.weekday() < 5]
+    if weekdays:
+        # A no-op that is almost always a typo, or the two lists swapped: a make-up working
+        # day (调休上班) is a weekend day that is worked.
+        day = weekdays[0]
+        raise Problem(
+            422,
+            f"workdays: {day.isoformat()} is a {day.strftime('%A')}, a working day already; "
+            "a make-up working day (调休上班) is a Saturday or Sunday that is worked. "
+            "Were holidays and workdays swapped?",
+            field="workdays",
+        )
     both = set(body.holidays) & set(body.workdays)
     if both:
         raise Problem(

@@ -219,6 +219,7 @@ def test_a_bad_calendar_body_is_422_and_changes_nothing(db_url):
             {"holidays": ["2027-01-01", "2028-01-03"]},  # a date outside the year
             {"workdays": ["2026-12-26"]},
             {"holidays": ["2027-02-06"], "workdays": ["2027-02-06"]},  # both at once
+            {"holidays": ["2027-01-02"], "workdays": ["2027-01-04"]},  # swapped: a Monday "made up"
             {"holidays": ["not-a-date"]},
             {"holidays": ["2027-01-01"], "surprise": True},  # unknown field
             {},  # would wipe the year: `holidays` must be given, if only as []
@@ -231,6 +232,11 @@ def test_a_bad_calendar_body_is_422_and_changes_nothing(db_url):
             "/api/v1/calendar/2027", json={"holidays": ["2028-01-03"]}, headers=ADMIN
         ).json()
         assert "2028-01-03" in outside["detail"] and "2027" in outside["detail"]
+        swapped = client.put(
+            "/api/v1/calendar/2027", json={"holidays": [], "workdays": ["2027-01-06"]}, headers=ADMIN
+        ).json()
+        assert swapped["field"] == "workdays"
+        assert "2027-01-06 is a Wednesday" in swapped["detail"] and "Saturday or Sunday" in swapped["detail"]
         y2027 = ok(client.get("/api/v1/calendar/2027", headers=ADMIN))
         assert (y2027["source"], y2027["holidays"]) == ("weekends-only", [])
         after = _detail(client, b["id"])
