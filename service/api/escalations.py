@@ -22,7 +22,7 @@ from service.api.common import (
 )
 from service.auth import Principal, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
-from service.models import Escalation, Unit
+from service.models import ApiKey, Escalation, Officer, Unit
 from service.problems import Problem
 from workflows import engine
 from workflows.escalation_queue import record_queue_action
@@ -53,14 +53,36 @@ class EscalationOut(BaseModel):
     unit: str | None = Field(description="The unit whose queue this entry is in")
     created_at: str | None
     acknowledged_at: str | None
-    acknowledged_by: str | None
+    acknowledged_by: str | None = Field(description="The API key that acknowledged it (key:<id>)")
+    acknowledged_by_name: str | None = Field(
+        description="Who that is: the key's officer and unit, or its unit",
+        examples=["王五（原阳县自然资源局）"],
+    )
     handled_at: str | None
     handled_by: str | None
+    handled_by_name: str | None
     note: str | None
 
 
 class NoteBody(Strict):
     note: str | None = Field(None, max_length=5000, examples=["已协调市自然资源和规划局加快办理"])
+
+
+def actor_name(session: Session, actor: str | None) -> str | None:
+    """A person's reading of an actor recorded as `key:<id>`: the key's officer with the
+    officer's unit, or the key's unit; the bootstrap key is the system administrator."""
+    if actor is None:
+        return None
+    if actor == "admin":
+        return "系统管理员"
+    key_id = actor.removeprefix("key:")
+    key = session.get(ApiKey, int(key_id)) if key_id.isdigit() else None
+    if key is None:
+        return actor
+    officer = session.get(Officer, key.officer_id) if key.officer_id else None
+    unit = session.get(Unit, officer.unit_id if officer else key.unit_id)
+    unit_name = unit.name if unit else ""
+    return f"{officer.name}（{unit_name}）" if officer else unit_name
 
 
 def escalation_out(session: Session, entry: Escalation, request: Request) -> EscalationOut:
@@ -79,8 +101,10 @@ def escalation_out(session: Session, entry: Escalation, request: Request) -> Esc
         created_at=local_iso(entry.created_at, tz),
         acknowledged_at=local_iso(entry.acknowledged_at, tz),
         acknowledged_by=entry.acknowledged_by,
+        acknowledged_by_name=actor_name(session, entry.acknowledged_by),
         handled_at=local_iso(entry.handled_at, tz),
         handled_by=entry.handled_by,
+        handled_by_name=actor_name(session, entry.handled_by),
         note=entry.note,
     )
 

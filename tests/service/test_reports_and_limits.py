@@ -11,6 +11,7 @@ from tests.helpers import (
     city,
     create_blocker,
     create_key,
+    create_officer,
     create_project,
     create_unit,
     make_client,
@@ -97,6 +98,19 @@ def test_escalation_queue_is_per_level(db_url):
             "timeline"
         ]
         assert timeline[-1]["action"] == "escalation_acknowledge"
+        # Who acted reads as a person and a unit, not only as the key's id.
+        liu = create_officer(client, "xx-zb", "刘七", "13900000017")
+        desk = create_key(client, "xx-zb", officer_id=liu["id"])
+        second = ok(client.get("/api/v1/escalations?status=open", headers=tf))["items"][0]
+        ok(client.post(f"/api/v1/escalations/{second['id']}/acknowledge", json={}, headers=desk))
+        ok(client.post(f"/api/v1/escalations/{second['id']}/handle", json={}, headers=ADMIN))
+        ok(client.post(f"/api/v1/escalations/{entry['id']}/handle", json={}, headers=tf))
+        by_id = {e["id"]: e for e in ok(client.get("/api/v1/escalations?status=handled", headers=ADMIN))["items"]}
+        assert by_id[second["id"]]["acknowledged_by"].startswith("key:")
+        assert by_id[second["id"]]["acknowledged_by_name"] == "刘七（市综合专班）"
+        assert by_id[second["id"]]["handled_by_name"] == "系统管理员"
+        assert by_id[entry["id"]]["acknowledged_by_name"] == "市综合专班"  # a key without an officer
+        assert by_id[entry["id"]]["handled_by_name"] == "市综合专班"
 
 
 def test_body_limit_and_rate_limit(tmp_path, sqlite_url):
