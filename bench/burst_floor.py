@@ -6,7 +6,9 @@ every COPY's rows; then replays that record, in order, with the bare driver on a
 the seeded database taken before the sweep. The replay writes the same rows (state, event,
 escalation entry, outbox row, the fired, cancelled and new timers) and commits the same
 transactions; what it does not do is decide them. Its time is a floor under any sweep that
-writes these rows through this driver on this machine, however lean its Python.
+writes these rows through this driver on this machine, however lean its Python. (The
+sweep's time printed beside it includes the cost of recording; `bench.timers_scale` gives
+the sweep's own.)
 
     python -m bench.burst_floor [--burst 20000] [--batch 1000] [--backends sqlite,postgres]
 """
