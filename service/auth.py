@@ -28,6 +28,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# How an API key is named where it acted (events, escalation entries): `key:<id>`.
+KEY_ACTOR = "key:"
+
+
+def key_id_of(actor: str | None) -> int | None:
+    """The id of the API key named by an actor recorded as `Principal.actor`, else None."""
+    if actor is None or not actor.startswith(KEY_ACTOR):
+        return None
+    rest = actor.removeprefix(KEY_ACTOR)
+    return int(rest) if rest.isdigit() else None
+
+
 @dataclass(frozen=True)
 class Principal:
     """The caller: the bootstrap admin, or an API key bound to a unit."""
@@ -48,7 +60,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return "admin" if self.key_id is None else f"key:{self.key_id}"
+        return "admin" if self.key_id is None else f"{KEY_ACTOR}{self.key_id}"
 
     @property
     def source(self) -> str:

@@ -46,7 +46,12 @@ def _converters(table: Table, columns: Sequence[str], sqlite: bool) -> list[Call
 
 
 def _params(rows: Sequence[dict[str, Any]], columns: Sequence[str], convert) -> list[tuple]:
-    """The driver's parameter tuples, converted a column at a time (a batch's rows share
+    """The driver's parameter tuples, one per row."""
+    return list(zip(*_columns(rows, columns, convert), strict=True))
+
+
+def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str], convert) -> list[list]:
+    """The rows' values column by column, converted a column at a time (a batch's rows share
     most of their instants: each distinct one is converted once)."""
     values = []
     for name, f in zip(columns, convert, strict=True):
@@ -60,7 +65,7 @@ def _params(rows: Sequence[dict[str, Any]], columns: Sequence[str], convert) -> 
         elif f is not None:
             column = [None if v is None else f(v) for v in column]
         values.append(column)
-    return list(zip(*values, strict=True))
+    return values
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -92,10 +97,11 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     columns = [c for c in rows[0] if c != key] + [key]
-    params = _params(rows, columns, _converters(table, columns, sqlite))
+    convert = _converters(table, columns, sqlite)
     if sqlite:
         sets = ", ".join(f"{c} = ?" for c in columns[:-1])
-        conn.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE {key} = ?", params)
+        sql = f"UPDATE {table.name} SET {sets} WHERE {key} = ?"
+        conn.exec_driver_sql(sql, _params(rows, columns, convert))
         return
     # PostgreSQL: one statement over the columns as arrays, not one execution per row. The
     # keys are given twice so that the rows are found through the key's index, never by a
@@ -107,5 +113,5 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
         f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) AS v({', '.join(columns)}) "
         f"WHERE {table.name}.{key} = v.{key} AND {table.name}.{key} = ANY(%s::{types[-1]}[])"
     )
-    values = [list(column) for column in zip(*params, strict=True)]
+    values = _columns(rows, columns, convert)
     conn.exec_driver_sql(sql, (*values, values[-1]))

@@ -20,7 +20,7 @@ from service.api.common import (
     local_iso,
     page_of,
 )
-from service.auth import Principal, require_scope
+from service.auth import Principal, key_id_of, require_scope
 from service.deps import Caller, ReadSession, UnitOfWorkRoute, WriteSession
 from service.models import ApiKey, Escalation, Officer, Unit
 from service.problems import Problem
@@ -75,8 +75,8 @@ def actor_name(session: Session, actor: str | None) -> str | None:
         return None
     if actor == "admin":
         return "系统管理员"
-    key_id = actor.removeprefix("key:")
-    key = session.get(ApiKey, int(key_id)) if key_id.isdigit() else None
+    key_id = key_id_of(actor)
+    key = session.get(ApiKey, key_id) if key_id is not None else None
     if key is None:
         return actor
     officer = session.get(Officer, key.officer_id) if key.officer_id else None
